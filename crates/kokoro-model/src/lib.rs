@@ -1,0 +1,64 @@
+//! Kokoro-82M v1.0 text-to-speech as backend-agnostic [burn](https://burn.dev) modules.
+//!
+//! The network (PL-BERT, prosody predictor, text encoder, iSTFTNet decoder) lives in [`nn`] and
+//! [`model`], one block per file; [`weights`] imports the published checkpoints (the int8 and fp32
+//! ONNX exports, the official `.pth`) and reads and writes our canonical safetensors file. The
+//! backend is chosen at run time through burn's [`Device`](burn::tensor::Device).
+//!
+//! ```no_run
+//! use kokoro_model::{Kokoro, KokoroConfig, ForwardInput, SourceNoise, VoicePack, Vocab};
+//! let device = burn::tensor::Device::flex();
+//! let kokoro = Kokoro::load("kokoro-v1_0.safetensors".as_ref(), &device).unwrap();
+//! let voice = VoicePack::from_bin_file("af_heart.bin".as_ref()).unwrap();
+//! let ids = Vocab::from_config(&KokoroConfig::v1()).encode("həlˈO wˈɜɹld.").ids;
+//! let input = ForwardInput::new(ids.clone(), voice.style_for(ids.len())).with_noise(SourceNoise::Deterministic);
+//! let out = kokoro.model.forward(&input, &device).unwrap();
+//! assert_eq!(out.audio.len(), 600 * out.durations.iter().sum::<u32>() as usize);
+//! ```
+//!
+//! Vocabulary: a *frame* is one aligned step (600 samples); *durations* are frames per token; a
+//! *voice pack* is a `[510, 1, 256]` table of *style vectors*, one per utterance length.
+//!
+//! Crates chosen: `burn` (+ `burn-store` to apply named tensors to modules and read `.pth`),
+//! `prost` (the ONNX protobuf, decoded from hand-declared messages: no `protoc` at build time),
+//! `safetensors` (our canonical file), `thiserror` (typed errors).
+
+pub mod config;
+pub mod model;
+pub mod nn;
+pub mod vocab;
+pub mod voice;
+pub mod weights;
+
+pub use config::{KokoroConfig, MAX_PHONEME_IDS, SAMPLE_RATE};
+pub use model::{ForwardInput, ForwardOutput, HostTensor, Intermediates, KModel, StageTimings};
+pub use nn::source::SourceNoise;
+pub use vocab::{Encoded, Vocab};
+pub use voice::{StyleVector, VoicePack};
+pub use weights::{Kokoro, LoadError, Precision, WeightSet};
+
+/// Errors of a forward pass or of reading a voice.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Occurs when an utterance has no phoneme ids (after unknown characters were dropped).
+    #[error("no phonemes to speak (the input was empty, or none of its characters are in the vocab)")]
+    EmptyInput,
+    /// Occurs when an utterance has more ids than one forward pass takes.
+    #[error("{got} phoneme ids exceed the model's limit of {max} per utterance; split the text")]
+    TooManyIds { got: usize, max: usize },
+    /// Occurs when an id is not a phoneme id of the vocab (1..=177).
+    #[error("phoneme id {0} is outside the vocab (1..=177)")]
+    IdOutOfRange(u32),
+    /// Occurs when the speed is not a positive finite number.
+    #[error("speed must be a positive finite number, got {0}")]
+    BadSpeed(f32),
+    /// Occurs when a voice pack is malformed.
+    #[error("invalid voice pack: {0}")]
+    BadVoice(String),
+    /// Occurs when a file cannot be read.
+    #[error("cannot read {0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    /// Occurs when the compute device fails (for example a lost GPU).
+    #[error("compute device error: {0}")]
+    Device(String),
+}

@@ -1,0 +1,250 @@
+//! `KModel`: the whole network, and a forward pass that reports each stage.
+//!
+//! Upstream: `kokoro/model.py` `KModel.forward` (hexgrad/kokoro).
+
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::config::{KokoroConfig, MAX_PHONEME_IDS};
+use crate::nn::albert::{Albert, AlbertConfig};
+use crate::nn::decoder::{Decoder, DecoderConfig};
+use crate::nn::generator::GeneratorConfig;
+use crate::nn::prosody::{ProsodyPredictor, ProsodyPredictorConfig};
+use crate::nn::source::SourceNoise;
+use crate::nn::text_encoder::{TextEncoder, TextEncoderConfig};
+use crate::voice::{STYLE_WIDTH, StyleVector};
+use crate::Error;
+
+/// Kokoro-82M: PL-BERT, its projection, the prosody predictor, the text encoder and the decoder.
+#[derive(Module, Debug)]
+pub struct KModel {
+    pub bert: Albert,
+    /// PL-BERT hidden to model width. Weight shape `[768, 512]`.
+    pub bert_encoder: Linear,
+    pub predictor: ProsodyPredictor,
+    pub text_encoder: TextEncoder,
+    pub decoder: Decoder,
+}
+
+impl KModel {
+    /// Builds the network for `config` with freshly initialised parameters.
+    pub fn init(config: &KokoroConfig, device: &Device) -> Self {
+        let p = &config.plbert;
+        KModel {
+            bert: AlbertConfig::from_plbert(config.n_token, p).init(device),
+            bert_encoder: LinearConfig::new(p.hidden_size, config.hidden_dim).init(device),
+            predictor: ProsodyPredictorConfig::new(config.style_dim, config.hidden_dim, config.n_layer, config.max_dur)
+                .init(device),
+            text_encoder: TextEncoderConfig::new(
+                config.hidden_dim,
+                config.text_encoder_kernel_size,
+                config.n_layer,
+                config.n_token,
+            )
+            .init(device),
+            decoder: DecoderConfig::new(
+                config.hidden_dim,
+                config.style_dim,
+                GeneratorConfig::from_istftnet(config.style_dim, &config.istftnet),
+            )
+            .init(device),
+        }
+    }
+}
+
+/// One utterance to synthesise.
+#[derive(Debug, Clone)]
+pub struct ForwardInput {
+    /// Phoneme ids without the boundary zeros (1..=510 of them).
+    pub ids: Vec<u32>,
+    /// The voice's style row for this length.
+    pub style: StyleVector,
+    /// Speaking rate; durations are divided by it before rounding. Default: 1.
+    pub speed: f32,
+    /// The source's noise.
+    pub noise: SourceNoise,
+    /// If true, the output keeps every stage's tensor (for golden tests).
+    pub keep_intermediates: bool,
+}
+
+impl ForwardInput {
+    /// An input at speed 1 with seeded noise (seed 0) and no intermediates.
+    pub fn new(ids: Vec<u32>, style: StyleVector) -> Self {
+        Self { ids, style, speed: 1.0, noise: SourceNoise::Seeded(0), keep_intermediates: false }
+    }
+    pub fn with_speed(mut self, speed: f32) -> Self {
+        self.speed = speed;
+        self
+    }
+    pub fn with_noise(mut self, noise: SourceNoise) -> Self {
+        self.noise = noise;
+        self
+    }
+    pub fn with_intermediates(mut self, keep: bool) -> Self {
+        self.keep_intermediates = keep;
+        self
+    }
+}
+
+/// Wall time of each stage of one forward pass.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StageTimings {
+    pub bert: Duration,
+    pub predictor: Duration,
+    pub text_encoder: Duration,
+    pub decoder: Duration,
+    pub total: Duration,
+}
+
+/// A host copy of a tensor with its shape.
+#[derive(Debug, Clone)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    fn from_tensor<const D: usize>(t: Tensor<D>) -> Self {
+        let data = t.into_data();
+        Self { shape: data.shape().to_vec(), data: data.try_to_vec::<f32>().expect("float tensor") }
+    }
+}
+
+/// Every stage's output, named as in MODEL.md and the golden files.
+#[derive(Debug, Clone)]
+pub struct Intermediates {
+    pub d_en: HostTensor,
+    pub d: HostTensor,
+    pub duration_sums: HostTensor,
+    pub en: HostTensor,
+    pub f0: HostTensor,
+    pub n: HostTensor,
+    pub t_en: HostTensor,
+    pub asr: HostTensor,
+    pub generator_input: HostTensor,
+    pub spectrum: HostTensor,
+}
+
+/// What one forward pass produced.
+#[derive(Debug, Clone)]
+pub struct ForwardOutput {
+    /// Frames per token, the two boundary tokens included.
+    pub durations: Vec<u32>,
+    /// 24 kHz mono samples.
+    pub audio: Vec<f32>,
+    pub timings: StageTimings,
+    pub intermediates: Option<Intermediates>,
+}
+
+impl KModel {
+    /// Synthesises one utterance (batch of one).
+    pub fn forward(&self, input: &ForwardInput, device: &Device) -> Result<ForwardOutput, Error> {
+        validate(input)?;
+        let start = Instant::now();
+        let keep = input.keep_intermediates;
+        let tokens = input.ids.len() + 2;
+        let ids: Vec<i64> = std::iter::once(0).chain(input.ids.iter().map(|&i| i as i64)).chain([0]).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens]), device);
+        let style = Tensor::<2>::from_data(TensorData::new(input.style.0.to_vec(), [1, STYLE_WIDTH]), device);
+        let style_decoder = style.clone().slice([0..1, 0..128]);
+        let style_prosody = style.slice([0..1, 128..256]);
+        let sync = || device.sync().map_err(|e| Error::Device(format!("{e:?}")));
+
+        // 1. PL-BERT and its projection: d_en [1, 512, tokens].
+        let t0 = Instant::now();
+        let d_en = self.bert_encoder.forward(self.bert.forward(ids.clone(), None)).swap_dims(1, 2);
+        sync()?;
+        let bert = t0.elapsed();
+
+        // 2. Prosody: durations, alignment, F0 and N.
+        let t0 = Instant::now();
+        let d = self.predictor.text_encoder.forward(d_en.clone(), style_prosody.clone());
+        let sums = self.predictor.durations(d.clone());
+        let sums_host = sums.clone().into_data().try_to_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))?;
+        let durations = round_durations(&sums_host, input.speed);
+        let frames: usize = durations.iter().map(|&f| f as usize).sum();
+        // Alignment as a gather: frame f reads the token it belongs to (exactly d^T @ one-hot).
+        let frame_token: Vec<i64> =
+            durations.iter().enumerate().flat_map(|(t, &n)| std::iter::repeat_n(t as i64, n as usize)).collect();
+        let frame_token = Tensor::<1, Int>::from_data(TensorData::new(frame_token, [frames]), device);
+        let en = d.clone().swap_dims(1, 2).select(2, frame_token.clone());
+        let (f0, n) = self.predictor.f0_n(en.clone(), style_prosody);
+        sync()?;
+        let predictor = t0.elapsed();
+
+        // 3. Text encoder: t_en [1, 512, tokens]; asr [1, 512, frames].
+        let t0 = Instant::now();
+        let t_en = self.text_encoder.forward(ids);
+        let asr = t_en.clone().select(2, frame_token);
+        sync()?;
+        let text_encoder = t0.elapsed();
+
+        // 4. Decoder and generator.
+        let t0 = Instant::now();
+        let out = self.decoder.forward(asr.clone(), f0.clone(), n.clone(), style_decoder, input.noise);
+        let audio = out
+            .generator
+            .audio
+            .clone()
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Device(format!("{e:?}")))?;
+        let decoder = t0.elapsed();
+        let total = start.elapsed();
+
+        let intermediates = keep.then(|| Intermediates {
+            d_en: HostTensor::from_tensor(d_en),
+            d: HostTensor::from_tensor(d),
+            duration_sums: HostTensor::from_tensor(sums),
+            en: HostTensor::from_tensor(en),
+            f0: HostTensor::from_tensor(f0),
+            n: HostTensor::from_tensor(n),
+            t_en: HostTensor::from_tensor(t_en),
+            asr: HostTensor::from_tensor(asr),
+            generator_input: HostTensor::from_tensor(out.generator_input),
+            spectrum: HostTensor::from_tensor(out.generator.spectrum),
+        });
+        Ok(ForwardOutput {
+            durations,
+            audio,
+            timings: StageTimings { bert, predictor, text_encoder, decoder, total },
+            intermediates,
+        })
+    }
+}
+
+fn validate(input: &ForwardInput) -> Result<(), Error> {
+    if input.ids.is_empty() {
+        return Err(Error::EmptyInput);
+    }
+    if input.ids.len() > MAX_PHONEME_IDS {
+        return Err(Error::TooManyIds { got: input.ids.len(), max: MAX_PHONEME_IDS });
+    }
+    if let Some(&bad) = input.ids.iter().find(|&&i| i == 0 || i >= 178) {
+        return Err(Error::IdOutOfRange(bad));
+    }
+    if !(input.speed.is_finite() && input.speed > 0.0) {
+        return Err(Error::BadSpeed(input.speed));
+    }
+    Ok(())
+}
+
+/// `round(sum / speed).clamp(min=1)`, rounding half to even as `torch.round` does.
+pub fn round_durations(sums: &[f32], speed: f32) -> Vec<u32> {
+    sums.iter().map(|&s| (s / speed).round_ties_even().max(1.0) as u32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_half_to_even_and_clamp() {
+        // 2.5 -> 2 (even), 3.5 -> 4, 0.2 -> 0 -> clamped to 1; speed 2 halves 5.0 -> 2.5 -> 2.
+        assert_eq!(round_durations(&[2.5, 3.5, 0.2], 1.0), vec![2, 4, 1]);
+        assert_eq!(round_durations(&[5.0], 2.0), vec![2]);
+    }
+}

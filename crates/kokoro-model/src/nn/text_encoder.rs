@@ -1,0 +1,79 @@
+//! The text encoder: phoneme embeddings, three conv blocks and a bi-LSTM, giving `t_en`.
+//!
+//! Upstream: `kokoro/modules.py` `TextEncoder` (hexgrad/kokoro). Upstream's `cnn.N` is an
+//! `nn.Sequential(conv, LayerNorm, LeakyReLU, Dropout)`; its `cnn.N.0` / `cnn.N.1` parameters load
+//! into `cnn.N.conv` / `cnn.N.norm` here (see `weights::remap_key`).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::Conv1d;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::tensor::activation::leaky_relu;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::conv::conv1d;
+use super::lstm::{BiLstm, BiLstmConfig};
+
+/// Configuration of a [`TextEncoder`].
+#[derive(Config, Debug)]
+pub struct TextEncoderConfig {
+    /// Channels throughout (upstream `hidden_dim`).
+    pub channels: usize,
+    /// Convolution kernel size.
+    pub kernel_size: usize,
+    /// Number of conv blocks.
+    pub depth: usize,
+    /// Rows of the embedding.
+    pub n_symbols: usize,
+}
+
+/// Embedding -> depth x (conv, channel LayerNorm, LeakyReLU 0.2) -> bi-LSTM.
+#[derive(Module, Debug)]
+pub struct TextEncoder {
+    /// Shape `[n_symbols, channels]`.
+    pub embedding: Embedding,
+    pub cnn: Vec<ConvBlock>,
+    pub lstm: BiLstm,
+}
+
+/// One conv block of the text encoder.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    /// Weight shape `[channels, channels, kernel]`.
+    pub conv: Conv1d,
+    /// LayerNorm over channels (eps 1e-5), stored upstream as `gamma` / `beta`.
+    pub norm: LayerNorm,
+}
+
+impl TextEncoderConfig {
+    /// Initializes a [`TextEncoder`].
+    pub fn init(&self, device: &Device) -> TextEncoder {
+        assert!(self.kernel_size % 2 == 1, "text encoder kernel size must be odd, got {}", self.kernel_size);
+        let c = self.channels;
+        TextEncoder {
+            embedding: EmbeddingConfig::new(self.n_symbols, c).init(device),
+            cnn: (0..self.depth)
+                .map(|_| ConvBlock {
+                    conv: conv1d(c, c, self.kernel_size, 1, (self.kernel_size - 1) / 2, 1, device),
+                    norm: LayerNormConfig::new(c).with_epsilon(1e-5).init(device),
+                })
+                .collect(),
+            lstm: BiLstmConfig::new(c, c / 2).init(device),
+        }
+    }
+}
+
+impl TextEncoder {
+    /// # Shapes
+    /// - input_ids: `[batch, tokens]`
+    /// - output (`t_en`): `[batch, channels, tokens]`
+    pub fn forward(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        let mut x = self.embedding.forward(input_ids).swap_dims(1, 2); // [b, c, t]
+        for block in &self.cnn {
+            x = block.conv.forward(x);
+            x = block.norm.forward(x.swap_dims(1, 2)).swap_dims(1, 2);
+            x = leaky_relu(x, 0.2);
+        }
+        self.lstm.forward(x.swap_dims(1, 2)).swap_dims(1, 2)
+    }
+}

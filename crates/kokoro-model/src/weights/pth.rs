@@ -1,0 +1,106 @@
+//! Importer for the official `kokoro-v1_0.pth`: a dict of five state dicts (`bert`,
+//! `bert_encoder`, `predictor`, `text_encoder`, `decoder`), read with burn-store's PyTorch reader.
+//!
+//! Keys may carry a `module.` prefix inside each state dict (upstream trained with
+//! DataParallel); it is dropped. Weight norm, stored as `weight_g`/`weight_v` or
+//! `parametrizations.weight.original0/1`, is folded here: `w = g * v / ||v||`, the norm taken over
+//! every axis but the first.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::store::pytorch_reader::{DType, PytorchReader};
+
+use super::{LoadError, QTensor, WeightSet};
+
+/// The top-level keys of the official checkpoint.
+pub const PTH_COMPONENTS: [&str; 5] = ["bert", "bert_encoder", "predictor", "text_encoder", "decoder"];
+
+/// Reads the official PyTorch checkpoint into a float32 [`WeightSet`].
+pub fn import_pth(path: &Path) -> Result<WeightSet, LoadError> {
+    let p = path.display().to_string();
+    let corrupt = |reason: String| LoadError::Corrupt { path: p.clone(), format: "PyTorch", reason };
+    let reader = PytorchReader::new(path).map_err(|e| corrupt(e.to_string()))?;
+    let mut raw: BTreeMap<String, QTensor> = BTreeMap::new();
+    for (key, tensor) in reader.tensors() {
+        let name = normalise_key(key).ok_or_else(|| {
+            LoadError::Mismatch(format!("{key}: not under one of {PTH_COMPONENTS:?}; is this a Kokoro checkpoint?"))
+        })?;
+        let bytes = tensor.read().map_err(|e| corrupt(format!("{key}: {e}")))?;
+        let data: Vec<f32> = match tensor.dtype() {
+            DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            DType::F64 => bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .collect(),
+            other => return Err(corrupt(format!("{key}: unsupported dtype {other:?} (expected float32)"))),
+        };
+        raw.insert(name, QTensor::F32 { shape: tensor.shape().to_vec(), data });
+    }
+    let tensors = fold_weight_norm(raw).map_err(LoadError::Mismatch)?;
+    let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(WeightSet { tensors, source: format!("{file} (PyTorch)") })
+}
+
+/// `bert.module.embeddings.x` -> `bert.embeddings.x`; `None` if the key is under no component.
+fn normalise_key(key: &str) -> Option<String> {
+    let (top, rest) = key.split_once('.')?;
+    PTH_COMPONENTS.contains(&top).then(|| format!("{top}.{}", rest.strip_prefix("module.").unwrap_or(rest)))
+}
+
+/// Replaces every (g, v) pair by the folded `weight`.
+pub(crate) fn fold_weight_norm(mut raw: BTreeMap<String, QTensor>) -> Result<BTreeMap<String, QTensor>, String> {
+    const PAIRS: [(&str, &str); 2] =
+        [(".weight_g", ".weight_v"), (".parametrizations.weight.original0", ".parametrizations.weight.original1")];
+    let names: Vec<String> = raw.keys().cloned().collect();
+    for name in names {
+        for (g_suffix, v_suffix) in PAIRS {
+            let Some(base) = name.strip_suffix(g_suffix) else { continue };
+            let g = raw.remove(&name).expect("listed");
+            let v = raw
+                .remove(&format!("{base}{v_suffix}"))
+                .ok_or_else(|| format!("{name} has no matching {base}{v_suffix}"))?;
+            let (QTensor::F32 { data: g, .. }, QTensor::F32 { shape, data: v }) = (g, v) else {
+                return Err(format!("{base}: weight norm parts must be float"));
+            };
+            let rows = shape[0];
+            if g.len() != rows {
+                return Err(format!("{base}: {} norms for {rows} rows", g.len()));
+            }
+            let per = v.len() / rows;
+            let mut w = Vec::with_capacity(v.len());
+            for r in 0..rows {
+                let row = &v[r * per..(r + 1) * per];
+                let norm = row.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+                w.extend(row.iter().map(|x| (*x as f64 * g[r] as f64 / norm) as f32));
+            }
+            raw.insert(format!("{base}.weight"), QTensor::F32 { shape, data: w });
+        }
+    }
+    if let Some(orphan) = raw.keys().find(|k| k.ends_with(".weight_v") || k.ends_with(".original1")) {
+        return Err(format!("{orphan} has no matching weight-norm magnitude"));
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_lose_the_data_parallel_prefix() {
+        assert_eq!(normalise_key("bert.module.embeddings.x").as_deref(), Some("bert.embeddings.x"));
+        assert_eq!(normalise_key("decoder.encode.conv1.bias").as_deref(), Some("decoder.encode.conv1.bias"));
+        assert_eq!(normalise_key("optimizer.state"), None);
+    }
+
+    #[test]
+    fn weight_norm_folds_per_output_row() {
+        // Row 0: v = [3, 4] (norm 5), g = 10 -> [6, 8]. Row 1: v = [0, 2] (norm 2), g = 1 -> [0, 1].
+        let mut raw = BTreeMap::new();
+        raw.insert("c.weight_g".to_string(), QTensor::F32 { shape: vec![2, 1], data: vec![10.0, 1.0] });
+        raw.insert("c.weight_v".to_string(), QTensor::F32 { shape: vec![2, 2], data: vec![3.0, 4.0, 0.0, 2.0] });
+        let out = fold_weight_norm(raw).unwrap();
+        assert_eq!(out["c.weight"], QTensor::F32 { shape: vec![2, 2], data: vec![6.0, 8.0, 0.0, 1.0] });
+    }
+}
