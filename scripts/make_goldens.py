@@ -10,6 +10,9 @@ float twin on dequantized weights (WEIGHTS.md, last paragraph):
   DynamicQuantizeLSTM                                        -> LSTM (W, R dequantized, transposed)
   Gather + DequantizeLinear                                  -> Gather on dequantized table
 
+and gives the harmonic source's STFT phase its exact-arithmetic value where float rounding
+decides it (see canonical_phase; kokoro-model's Stft does the same),
+
 then exposes the intermediate tensors named in WEIGHTS.md as graph outputs and runs onnxruntime on
 a handful of phoneme strings and voices. Each case is written to golden/<name>.safetensors (float32
 little-endian, plus int64 durations) with the case's phonemes, voice and speed in the metadata.
@@ -152,6 +155,7 @@ def floatify(model):
             node = helper.make_node("Gather", [tname, gather.input[1]], [n.output[0]], name=gather.name + "_float")
             node.attribute.extend(gather.attribute)
             add.append(node)
+    canonical_phase(g, add, new_inits)
     kept = [n for n in g.node if n.name not in remove]
     # insert each float node where its first input is available: simplest is a topological re-sort
     nodes = kept + add
@@ -159,6 +163,43 @@ def floatify(model):
     g.node.extend(toposort(nodes, {i.name for i in g.input} | set(inits) | {i.name for i in new_inits}))
     g.initializer.extend(new_inits)
     return model
+
+
+# Magnitude below which an STFT bin of the harmonic source counts as zero (see canonical_phase).
+ZERO_BIN = 1e-6
+
+
+def canonical_phase(g, add, new_inits):
+    """Give the harmonic source's STFT phase its exact-arithmetic value where rounding decides it.
+
+    In unvoiced frames the source is constant, so bins 2..10 are exactly zero in exact arithmetic
+    and hold ~3e-8 of rounding noise in float; their phase is then arbitrary and differs between
+    implementations (onnxruntime, torch's FFT, ours). DC and Nyquist are real for a real signal,
+    but a rounding residue in their imaginary part flips their phase between +pi and -pi. Both this
+    reference and kokoro-model therefore use: phase 0 where |X| < ZERO_BIN, and for DC / Nyquist
+    exactly 0 (real part >= 0) or +pi (real part < 0), which is torch.angle on the exact values.
+    """
+    mag, phase, concat = "/decoder/decoder/generator/Sqrt_output_0", "/decoder/decoder/generator/Where_1_output_0", None
+    for n in g.node:
+        if n.op_type == "Concat" and list(n.input) == [mag, phase]:
+            concat = n
+    assert concat is not None, "harmonic STFT concat not found"
+    p = "/canonical_phase/"
+    real_bins = np.zeros((1, 11, 1), dtype=bool)
+    real_bins[0, 0, 0] = real_bins[0, 10, 0] = True
+    for name, value in [("thr", np.array(ZERO_BIN, np.float32)), ("zero", np.array(0.0, np.float32)),
+                        ("pi", np.array(np.pi, np.float32)), ("half_pi", np.array(np.pi / 2, np.float32)),
+                        ("real_bins", real_bins)]:
+        new_inits.append(numpy_helper.from_array(value, p + name))
+    add.extend([
+        helper.make_node("Less", [mag, p + "thr"], [p + "small"]),
+        helper.make_node("Where", [p + "small", p + "zero", phase], [p + "p1"]),
+        helper.make_node("Abs", [p + "p1"], [p + "abs"]),
+        helper.make_node("Greater", [p + "abs", p + "half_pi"], [p + "negative_real"]),
+        helper.make_node("Where", [p + "negative_real", p + "pi", p + "zero"], [p + "rounded"]),
+        helper.make_node("Where", [p + "real_bins", p + "rounded", p + "p1"], [p + "phase"]),
+    ])
+    concat.input[1] = p + "phase"
 
 
 def toposort(nodes, available):

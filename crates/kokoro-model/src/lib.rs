@@ -24,6 +24,7 @@
 //! `safetensors` (our canonical file), `thiserror` (typed errors).
 
 pub mod config;
+pub mod eval;
 pub mod model;
 pub mod nn;
 pub mod vocab;

@@ -8,6 +8,16 @@ use burn::tensor::module::{conv_transpose1d, conv1d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
+/// Magnitude below which a bin of [`Stft::magnitude_phase`] counts as zero and gets phase 0.
+///
+/// The harmonic source is constant in unvoiced frames, so bins 2..10 are exactly zero in exact
+/// arithmetic and hold ~3e-8 of rounding noise in f32, whose phase is arbitrary and differs between
+/// implementations (onnxruntime's STFT, torch's FFT, this convolution). The decoder reads those
+/// phases, so left alone they make unvoiced audio implementation-defined. Snapping them to
+/// `angle(0) = 0` is the exact-arithmetic value; `scripts/make_goldens.py` applies the same rule
+/// to the reference. Genuine bins are far above this: a phase error of ~0.03 rad at 1e-6.
+pub const ZERO_BIN: f32 = 1e-6;
+
 /// A one-sided STFT / iSTFT pair.
 #[derive(Debug, Clone)]
 pub struct Stft {
@@ -35,7 +45,10 @@ impl Stft {
             for t in 0..n {
                 let a = 2.0 * std::f64::consts::PI * (k * t) as f64 / n as f64;
                 basis[k * n + t] = (w[t] * a.cos()) as f32;
-                basis[(bins + k) * n + t] = (-w[t] * a.sin()) as f32;
+                // DC and Nyquist are real for a real signal: exact zeros, as an FFT gives
+                // (sin(pi t) in floating point is not exactly 0).
+                let real_bin = k == 0 || 2 * k == n;
+                basis[(bins + k) * n + t] = if real_bin { 0.0 } else { (-w[t] * a.sin()) as f32 };
             }
         }
         Tensor::from_data(TensorData::new(basis, [2 * bins, 1, n]), device)
@@ -78,7 +91,12 @@ impl Stft {
         let re = spec.clone().slice([0..batch, 0..bins, 0..frames]);
         let im = spec.slice([0..batch, bins..2 * bins, 0..frames]);
         let mag = (re.clone() * re.clone() + im.clone() * im.clone()).sqrt();
-        let phase = im.atan2(re);
+        // Phase where float rounding, not the signal, would decide it (see `ZERO_BIN`):
+        // torch.angle(x + 0i) is +pi for x < 0 whatever the sign of the zero (atan2 gives -pi for
+        // -0, and the sign of a zero sum depends on the data), and bins below ZERO_BIN get phase 0.
+        let negative_real_axis = im.clone().equal_elem(0.0).bool_and(re.clone().lower_elem(0.0));
+        let zero_bin = mag.clone().lower_elem(ZERO_BIN);
+        let phase = im.atan2(re).mask_fill(negative_real_axis, std::f32::consts::PI).mask_fill(zero_bin, 0.0);
         Tensor::cat(vec![mag, phase], 1)
     }
 
