@@ -3,6 +3,7 @@
 //! Thin binary over `kokoro-model`: argument parsing (clap), file I/O and reporting (anyhow).
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input.
 
+mod bench;
 mod device;
 mod fetch;
 mod say;
@@ -47,6 +48,8 @@ enum Command {
     },
     /// Synthesise speech from phonemes into a 24 kHz mono 16-bit WAV file.
     Say(say::SayArgs),
+    /// Real-time factor on three utterance lengths, side by side with onnxruntime.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -96,5 +99,6 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Say(args) => say::say(&cache, args),
+        Command::Bench(args) => bench::bench(&cache, args),
     }
 }

@@ -16,9 +16,12 @@ pub struct SayArgs {
     /// Phonemes in Kokoro's alphabet (misaki), e.g. "həlˈO wˈɜɹld.".
     #[arg(long)]
     phonemes: String,
-    /// Voice name from the cache (af_heart) or a path to a raw .bin voice pack.
-    #[arg(long, default_value = "af_heart")]
+    /// Voice name from the cache's voices folder (af_heart, am_adam, ...).
+    #[arg(long, default_value = "af_heart", conflicts_with = "voice_file")]
     voice: String,
+    /// A raw .bin voice pack (510 x 1 x 256 f32) to use instead of a named voice.
+    #[arg(long)]
+    voice_file: Option<PathBuf>,
     /// Output WAV file (24 kHz, mono, 16-bit PCM).
     #[arg(long, short, default_value = "out.wav")]
     out: PathBuf,
@@ -49,7 +52,7 @@ pub enum InputError {
     #[error("unknown voice {name:?}: no {name}.bin in {}", dir.display())]
     UnknownVoice { name: String, dir: PathBuf },
     /// Occurs when a voice name could escape the voices folder or is otherwise malformed.
-    #[error("invalid voice name {0:?}: use a name like af_heart (letters, digits, _) or a path ending in .bin")]
+    #[error("invalid voice name {0:?}: use a name like af_heart (letters, digits, _), or --voice-file PATH")]
     InvalidVoiceName(String),
 }
 
@@ -92,7 +95,10 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
             cache.canonical()
         }
     };
-    let voice = load_voice(cache, &args.voice)?;
+    let voice = match &args.voice_file {
+        Some(path) => VoicePack::from_bin_file(path)?,
+        None => load_voice(cache, &args.voice)?,
+    };
     let device = args.device.device()?;
     let load_start = Instant::now();
     let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
@@ -154,19 +160,15 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
     Ok(())
 }
 
+/// Loads a named voice from the cache. Names are validated first, so none can leave the folder.
 fn load_voice(cache: &Cache, voice: &str) -> Result<VoicePack> {
-    let path = if voice.ends_with(".bin") || voice.contains('/') {
-        PathBuf::from(voice)
-    } else {
-        if !kokoro_model::voice::is_valid_voice_name(voice) {
-            return Err(InputError::InvalidVoiceName(voice.to_string()).into());
-        }
-        let p = cache.voices().join(format!("{voice}.bin"));
-        if !p.is_file() {
-            return Err(InputError::UnknownVoice { name: voice.to_string(), dir: cache.voices() }.into());
-        }
-        p
-    };
+    if !kokoro_model::voice::is_valid_voice_name(voice) {
+        return Err(InputError::InvalidVoiceName(voice.to_string()).into());
+    }
+    let path = cache.voices().join(format!("{voice}.bin"));
+    if !path.is_file() {
+        return Err(InputError::UnknownVoice { name: voice.to_string(), dir: cache.voices() }.into());
+    }
     Ok(VoicePack::from_bin_file(&path)?)
 }
 

@@ -2,7 +2,10 @@
 //!
 //! Upstream: `kokoro/model.py` `KModel.forward` (hexgrad/kokoro).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// std's Instant panics in the browser; web-time is the same type natively.
+use web_time::Instant;
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};

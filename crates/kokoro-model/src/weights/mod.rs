@@ -21,7 +21,10 @@ mod pth;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// std's Instant panics in the browser; web-time is the same type natively.
+use web_time::Instant;
 
 use burn::store::burn_pack::{Bytes, DType, Tensor as PackTensor};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter};
@@ -205,7 +208,7 @@ impl WeightSet {
 }
 
 /// Upstream tensors that `KModel.forward` never reads.
-fn is_unused_upstream(name: &str) -> bool {
+pub(crate) fn is_unused_upstream(name: &str) -> bool {
     name.starts_with("bert.pooler.")
         || name == "bert.embeddings.position_ids"
         || ((name.ends_with(".norm.weight") || name.ends_with(".norm.bias"))

@@ -26,6 +26,9 @@ pub fn import_pth(path: &Path) -> Result<WeightSet, LoadError> {
         let name = normalise_key(key).ok_or_else(|| {
             LoadError::Mismatch(format!("{key}: not under one of {PTH_COMPONENTS:?}; is this a Kokoro checkpoint?"))
         })?;
+        if super::is_unused_upstream(&name) {
+            continue; // e.g. the int64 `position_ids` buffer, the pooler
+        }
         let bytes = tensor.read().map_err(|e| corrupt(format!("{key}: {e}")))?;
         let data: Vec<f32> = match tensor.dtype() {
             DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
@@ -72,7 +75,9 @@ pub(crate) fn fold_weight_norm(mut raw: BTreeMap<String, QTensor>) -> Result<BTr
             for r in 0..rows {
                 let row = &v[r * per..(r + 1) * per];
                 let norm = row.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-                w.extend(row.iter().map(|x| (*x as f64 * g[r] as f64 / norm) as f32));
+                // An all-zero direction (an unused output channel) folds to zeros, not 0/0.
+                let factor = if norm > 0.0 { g[r] as f64 / norm } else { 0.0 };
+                w.extend(row.iter().map(|x| (*x as f64 * factor) as f32));
             }
             raw.insert(format!("{base}.weight"), QTensor::F32 { shape, data: w });
         }
@@ -92,6 +97,14 @@ mod tests {
         assert_eq!(normalise_key("bert.module.embeddings.x").as_deref(), Some("bert.embeddings.x"));
         assert_eq!(normalise_key("decoder.encode.conv1.bias").as_deref(), Some("decoder.encode.conv1.bias"));
         assert_eq!(normalise_key("optimizer.state"), None);
+    }
+
+    #[test]
+    fn zero_direction_folds_to_zeros() {
+        let mut raw = BTreeMap::new();
+        raw.insert("c.weight_g".to_string(), QTensor::F32 { shape: vec![1, 1], data: vec![0.0] });
+        raw.insert("c.weight_v".to_string(), QTensor::F32 { shape: vec![1, 2], data: vec![0.0, 0.0] });
+        assert_eq!(fold_weight_norm(raw).unwrap()["c.weight"], QTensor::F32 { shape: vec![1, 2], data: vec![0.0, 0.0] });
     }
 
     #[test]

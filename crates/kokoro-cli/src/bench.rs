@@ -1,0 +1,163 @@
+//! `kokoro bench`: real-time factor on three utterance lengths, side by side with onnxruntime
+//! (int8 export and its float twin) on the same phonemes, voice and machine, in the same run.
+//!
+//! RTF = synthesis seconds / audio seconds (median of `--repeats` runs after one warm-up).
+//! onnxruntime runs through `benches/ort_rtf.py` (needs `pip install onnx onnxruntime numpy`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use kokoro_model::{ForwardInput, Kokoro, SAMPLE_RATE, SourceNoise, StageTimings, Vocab, VoicePack};
+
+use crate::device::DeviceChoice;
+use crate::fetch::{self, Cache};
+
+/// (name, phonemes) with voice af_heart: about 1.6 s, 4.5 s and 14 s of audio.
+const UTTERANCES: [(&str, &str); 3] = [
+    ("short", "həlˈO wˈɜɹld."),
+    ("medium", "ðə kwˈɪk bɹˈWn fˈɑks ʤˈʌmps ˌOvəɹ ðə lˈAzi dˈɔɡ, ænd ðə dˈɔɡ dˈɪdᵊnt ˈivən nˈOtis."),
+    (
+        "long",
+        "ˈɛvəɹi mˈɔɹnɪŋ ðə lˈIThaʊs kˈipəɹ wˈɔkt dˈWn ðə stˈIɹz tə tʃˈɛk ðə lˈæmp, ænd ˈɛvəɹi ˈivnɪŋ hi wˈɔkt bˈæk ˈʌp \
+         əɡˈɛn, kˈWntɪŋ ðə stˈɛps ˈæz hi wˈɛnt. ðə sˈi wˈʌz ˈɔlweɪz ðˈɛɹ, ɡɹˈA ɔɹ ɡɹˈin ɔɹ ə dˈɑɹk ˈɪŋki blˈu, ænd hi \
+         lˈɜɹnd tə ɹˈid ɪts mˈudz ðə wˈA ˈʌðəɹ pˈipᵊl ɹˈid ðə nˈuzpˌAvəɹ.",
+    ),
+];
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Backend for kokoro-burn.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    device: DeviceChoice,
+    /// Timed runs per utterance (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Skip the onnxruntime comparison.
+    #[arg(long)]
+    no_ort: bool,
+    /// onnxruntime intra-op threads.
+    #[arg(long, default_value_t = 2)]
+    ort_threads: usize,
+    /// Weights for kokoro-burn (default: the cached canonical file).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+}
+
+struct Row {
+    name: &'static str,
+    audio_seconds: f64,
+    ours: Duration,
+    stages: StageTimings,
+    ort_int8: Option<f64>,
+    ort_f32: Option<f64>,
+}
+
+pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
+    if args.repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    if !cache.is_complete() {
+        fetch::fetch(cache, false)?;
+    }
+    let weights = args.weights.clone().unwrap_or_else(|| cache.canonical());
+    let device = args.device.device()?;
+    let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
+    let voice = VoicePack::from_bin_file(&cache.voices().join("af_heart.bin"))?;
+    let vocab = Vocab::from_config(&kokoro.config);
+    let mut rows = Vec::new();
+    for (name, phonemes) in UTTERANCES {
+        let ids = vocab.encode(phonemes).ids;
+        let input = ForwardInput::new(ids.clone(), voice.style_for(ids.len())).with_noise(SourceNoise::Deterministic);
+        let warm = kokoro.model.forward(&input, &device)?;
+        let mut runs: Vec<StageTimings> =
+            (0..args.repeats).map(|_| kokoro.model.forward(&input, &device).map(|o| o.timings)).collect::<Result<_, _>>()?;
+        runs.sort_by_key(|t| t.total);
+        let median = runs[runs.len() / 2].clone();
+        let audio_seconds = warm.audio.len() as f64 / SAMPLE_RATE as f64;
+        eprintln!("{name}: {} ids, {audio_seconds:.2} s audio, median {:.3} s", ids.len(), median.total.as_secs_f64());
+        rows.push(Row { name, audio_seconds, ours: median.total, stages: median, ort_int8: None, ort_f32: None });
+    }
+    if !args.no_ort {
+        match run_ort(cache, &args) {
+            Ok(results) => {
+                for (model, name, median) in results {
+                    if let Some(row) = rows.iter_mut().find(|r| r.name == name) {
+                        let rtf = median / row.audio_seconds;
+                        if model == "int8" { row.ort_int8 = Some(rtf) } else { row.ort_f32 = Some(rtf) }
+                    }
+                }
+            }
+            Err(e) => eprintln!("warning: onnxruntime comparison skipped: {e:#}"),
+        }
+    }
+    print_table(&rows, &args);
+    Ok(())
+}
+
+fn run_ort(cache: &Cache, args: &BenchArgs) -> Result<Vec<(String, String, f64)>> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/ort_rtf.py");
+    let job = serde_json::json!({
+        "onnx": cache.onnx_int8(),
+        "voices": cache.voices(),
+        "threads": args.ort_threads,
+        "repeats": args.repeats,
+        "utterances": UTTERANCES.iter().map(|(n, p)| serde_json::json!({"name": n, "phonemes": p, "voice": "af_heart"})).collect::<Vec<_>>(),
+    });
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting python3 {}", script.display()))?;
+    child.stdin.take().expect("piped").write_all(job.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{} exited with {}", script.display(), out.status);
+    }
+    let mut results = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("parsing {line:?}"))?;
+        let mut secs: Vec<f64> = v["seconds"].as_array().context("seconds")?.iter().filter_map(|s| s.as_f64()).collect();
+        secs.sort_by(f64::total_cmp);
+        results.push((v["model"].as_str().unwrap_or("").to_string(), v["name"].as_str().unwrap_or("").to_string(), secs[secs.len() / 2]));
+    }
+    Ok(results)
+}
+
+fn print_table(rows: &[Row], args: &BenchArgs) {
+    let fmt = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    println!("device: {:?}, median of {} runs; RTF = synthesis seconds / audio seconds (lower is faster)", args.device, args.repeats);
+    println!();
+    println!("| utterance | audio s | kokoro-burn RTF | ORT int8 RTF | ORT f32 RTF | ratio to ORT int8 | ratio to ORT f32 |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let ours = r.ours.as_secs_f64() / r.audio_seconds;
+        let ratio = |o: Option<f64>| o.map(|v| format!("{:.2}", ours / v)).unwrap_or_else(|| "-".into());
+        println!(
+            "| {} | {:.2} | {:.3} | {} | {} | {} | {} |",
+            r.name, r.audio_seconds, ours, fmt(r.ort_int8), fmt(r.ort_f32), ratio(r.ort_int8), ratio(r.ort_f32)
+        );
+    }
+    println!();
+    println!("kokoro-burn per-stage seconds (median run):");
+    println!();
+    println!("| utterance | bert | predictor | text_encoder | decoder | total |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        let s = &r.stages;
+        println!(
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            r.name,
+            s.bert.as_secs_f64(),
+            s.predictor.as_secs_f64(),
+            s.text_encoder.as_secs_f64(),
+            s.decoder.as_secs_f64(),
+            s.total.as_secs_f64()
+        );
+    }
+}

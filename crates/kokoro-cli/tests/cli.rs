@@ -1,0 +1,161 @@
+//! End-to-end tests of the `kokoro` binary on the real weights (fetched by the README's test
+//! command; `cargo run -p kokoro-cli -- fetch` does it by hand).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cache() -> PathBuf {
+    std::env::var_os("KOKORO_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/kokoro-burn")
+    })
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kokoro-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn kokoro(args: &[&str]) -> Output {
+    assert!(
+        cache().join("kokoro-v1_0-int8.safetensors").is_file(),
+        "run `cargo run --release -p kokoro-cli -- fetch` first"
+    );
+    Command::new(env!("CARGO_BIN_EXE_kokoro")).args(args).output().expect("kokoro runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn wav_samples(path: &Path) -> Vec<i16> {
+    hound::WavReader::open(path).unwrap().samples::<i16>().map(Result::unwrap).collect()
+}
+
+#[test]
+fn says_hello_world_with_the_reference_durations() {
+    let (wav, report) = (tmp("hello.wav"), tmp("hello.json"));
+    let o = kokoro(&[
+        "say", "--phonemes", "həlˈO wˈɜɹld.", "--voice", "af_heart", "--deterministic", "--device", "cpu",
+        "--out", wav.to_str().unwrap(), "--report", report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let spec = hound::WavReader::open(&wav).unwrap().spec();
+    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (24_000, 1, 16));
+    assert_eq!(wav_samples(&wav).len(), 39_000);
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    // MODEL.md: durations of the PyTorch reference and both ONNX exports for this utterance.
+    let expected = [17, 2, 2, 2, 3, 3, 2, 1, 2, 3, 4, 3, 13, 7, 1];
+    let got: Vec<u64> = r["durations"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(got, expected);
+    assert_eq!(r["samples"], 39_000);
+    assert_eq!(r["sample_rate"], 24_000);
+    for stage in ["load", "bert", "predictor", "text_encoder", "decoder", "total"] {
+        assert!(r["seconds"][stage].as_f64().unwrap() > 0.0, "{stage}");
+    }
+    let rtf = r["rtf"].as_f64().unwrap();
+    assert!((rtf - r["seconds"]["total"].as_f64().unwrap() / 1.625).abs() < 1e-9);
+}
+
+#[test]
+fn deterministic_and_seeded_runs_repeat_exactly() {
+    let run = |name: &str, extra: &[&str]| {
+        let wav = tmp(name);
+        let mut args = vec!["say", "--phonemes", "hˈI.", "--voice", "am_adam", "--out", wav.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = kokoro(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        wav_samples(&wav)
+    };
+    let d1 = run("d1.wav", &["--deterministic"]);
+    let d2 = run("d2.wav", &["--deterministic"]);
+    let s1 = run("s1.wav", &["--seed", "42"]);
+    let s2 = run("s2.wav", &["--seed", "42"]);
+    assert_eq!(d1, d2);
+    assert_eq!(s1, s2);
+    assert_ne!(d1, s1, "seeded noise must change the audio");
+}
+
+#[test]
+fn unknown_characters_are_dropped_with_a_warning() {
+    let wav = tmp("unknown.wav");
+    let o = kokoro(&["say", "--phonemes", "hˈI #1", "--deterministic", "--out", wav.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("dropped 2 character(s)") && e.contains("'#'") && e.contains("'1'"), "{e}");
+}
+
+#[test]
+fn bad_input_exits_2_with_a_specific_message() {
+    let wav = tmp("bad.wav");
+    let out = wav.to_str().unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--phonemes".into(), "".into()], "no phonemes to speak"),
+        (vec!["--phonemes".into(), "###".into()], "no phonemes to speak"),
+        (vec!["--phonemes".into(), "a".repeat(511)], "511 phoneme ids exceed the model's limit of 510"),
+        (vec!["--phonemes".into(), "hˈI".into(), "--voice".into(), "zz_nobody".into()], "unknown voice \"zz_nobody\""),
+        (vec!["--phonemes".into(), "hˈI".into(), "--voice".into(), "../../etc/passwd".into()], "invalid voice name"),
+        (vec!["--phonemes".into(), "hˈI".into(), "--speed".into(), "0".into()], "speed must be a positive finite number"),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec!["say".to_string(), "--out".into(), out.into()];
+        args.extend(extra);
+        let o = kokoro(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: expected {message:?} in {}", stderr(&o));
+    }
+}
+
+#[test]
+fn corrupt_or_mismatched_weights_are_named() {
+    let good = std::fs::read(cache().join("kokoro-v1_0-int8.safetensors")).unwrap();
+    let truncated = tmp("truncated.safetensors");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let garbage = tmp("garbage.onnx");
+    std::fs::write(&garbage, b"\x08\x07 definitely not a model").unwrap();
+    let unknown = tmp("weights.bin");
+    std::fs::write(&unknown, b"x").unwrap();
+    for (path, message) in [
+        (&truncated, "is not a valid safetensors file"),
+        (&garbage, "not a valid ONNX file"),
+        (&unknown, "unknown weight format"),
+    ] {
+        let o = kokoro(&["say", "--phonemes", "hˈI", "--weights", path.to_str().unwrap(), "--out", tmp("w.wav").to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(message), "expected {message:?} in {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_weight_set_missing_a_tensor_is_reported_by_name() {
+    // Convert to f32 (checks the full set), then drop one tensor and convert again.
+    let f32_file = tmp("f32.safetensors");
+    let o = kokoro(&["convert", cache().join("kokoro-v1_0-int8.safetensors").to_str().unwrap(), "--precision", "f32", "--out", f32_file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&f32_file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().filter(|(n, _)| n != "decoder.generator.conv_post.weight").collect();
+    let partial = tmp("partial.safetensors");
+    std::fs::write(&partial, safetensors::serialize(kept, header.metadata().clone()).unwrap()).unwrap();
+    let o = kokoro(&["say", "--phonemes", "hˈI", "--weights", partial.to_str().unwrap(), "--out", tmp("p.wav").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("missing 1 tensor(s)") && e.contains("decoder.generator.conv_post.weight"), "{e}");
+}
+
+#[test]
+fn fetch_refuses_a_tampered_download() {
+    // A private cache whose voices tarball has been tampered with: fetch must stop on the sha256.
+    let root = tmp("tampered-cache");
+    let downloads = root.join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    // Reuse the real weights so only the voices step runs.
+    std::fs::copy(cache().join("kokoro-v1_0-int8.onnx"), root.join("kokoro-v1_0-int8.onnx")).unwrap();
+    std::fs::write(downloads.join("kokoro-js-1.2.1.tgz"), b"not the real tarball").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kokoro")).args(["--cache", root.to_str().unwrap(), "fetch"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("sha256 mismatch for"), "{}", stderr(&o));
+    assert!(!downloads.join("kokoro-js-1.2.1.tgz").exists(), "the bad file is removed");
+}
