@@ -24,3 +24,16 @@ cargo check --quiet -p kokoro-model --target wasm32-unknown-unknown
 
 echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$KOKORO_CACHE/last-test.log"
+
+echo "== the golden test on burn-wgpu (a GPU, or Mesa's lavapipe Vulkan on the CPU)"
+if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null; }
+  else
+    echo "scripts/test.sh: no Vulkan driver; install mesa-vulkan-drivers (lavapipe) for the wgpu test" >&2
+    exit 1
+  fi
+fi
+# --release: shares the compiled burn-wgpu with the README's main command (`cargo run --release`).
+cargo test --release -p kokoro-model --features wgpu --test golden_wgpu 2>&1 | tee -a "$KOKORO_CACHE/last-test.log"

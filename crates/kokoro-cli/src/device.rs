@@ -1,13 +1,16 @@
 //! `--device`: which burn backend runs the model.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+#[cfg(not(feature = "wgpu"))]
+use anyhow::bail;
 use burn::tensor::Device;
 use clap::ValueEnum;
 
 /// Backends selectable at run time.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceChoice {
-    /// A GPU through wgpu when built with it and an adapter exists, else the CPU.
+    /// A discrete or integrated GPU through wgpu when built with it and one exists, else the CPU.
+    /// (A software adapter such as Mesa's lavapipe is slower than the CPU backend: not chosen.)
     Auto,
     /// The fastest CPU backend measured on this model (see docs/performance.md).
     Cpu,
@@ -24,7 +27,7 @@ impl DeviceChoice {
         Ok(match self {
             DeviceChoice::Auto => {
                 #[cfg(feature = "wgpu")]
-                if let Ok(d) = DeviceChoice::Wgpu.device() {
+                if let Some(d) = hardware_gpu() {
                     return Ok(d);
                 }
                 DeviceChoice::Cpu.device()?
@@ -37,9 +40,19 @@ impl DeviceChoice {
     }
 }
 
+/// wgpu's preferred adapter (any kind, software ones included).
 #[cfg(feature = "wgpu")]
 fn wgpu_device() -> Result<Device> {
-    Ok(Device::wgpu(Default::default()))
+    Device::wgpu_options().init().map_err(|e| anyhow::anyhow!("no usable wgpu adapter: {e}"))
+}
+
+/// The first discrete, else integrated, GPU that initialises.
+#[cfg(feature = "wgpu")]
+fn hardware_gpu() -> Option<Device> {
+    use burn::tensor::DeviceKind;
+    [DeviceKind::DiscreteGpu(0), DeviceKind::IntegratedGpu(0)]
+        .into_iter()
+        .find_map(|kind| Device::wgpu_options().device_kind(kind).init().ok())
 }
 
 #[cfg(not(feature = "wgpu"))]

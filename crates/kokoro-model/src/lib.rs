@@ -47,9 +47,9 @@ pub enum Error {
     /// Occurs when an utterance has more ids than one forward pass takes.
     #[error("{got} phoneme ids exceed the model's limit of {max} per utterance; split the text")]
     TooManyIds { got: usize, max: usize },
-    /// Occurs when an id is not a phoneme id of the vocab (1..=177).
-    #[error("phoneme id {0} is outside the vocab (1..=177)")]
-    IdOutOfRange(u32),
+    /// Occurs when an id is not a phoneme id of the vocab (1..=max).
+    #[error("phoneme id {id} is outside the vocab (1..={max})")]
+    IdOutOfRange { id: u32, max: u32 },
     /// Occurs when the speed is not a positive finite number.
     #[error("speed must be a positive finite number, got {0}")]
     BadSpeed(f32),

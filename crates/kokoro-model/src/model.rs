@@ -145,7 +145,8 @@ pub struct ForwardOutput {
 impl KModel {
     /// Synthesises one utterance (batch of one).
     pub fn forward(&self, input: &ForwardInput, device: &Device) -> Result<ForwardOutput, Error> {
-        validate(input)?;
+        let n_token = self.text_encoder.embedding.weight.val().dims()[0];
+        validate(input, n_token)?;
         let start = Instant::now();
         let keep = input.keep_intermediates;
         let tokens = input.ids.len() + 2;
@@ -219,15 +220,15 @@ impl KModel {
     }
 }
 
-fn validate(input: &ForwardInput) -> Result<(), Error> {
+fn validate(input: &ForwardInput, n_token: usize) -> Result<(), Error> {
     if input.ids.is_empty() {
         return Err(Error::EmptyInput);
     }
     if input.ids.len() > MAX_PHONEME_IDS {
         return Err(Error::TooManyIds { got: input.ids.len(), max: MAX_PHONEME_IDS });
     }
-    if let Some(&bad) = input.ids.iter().find(|&&i| i == 0 || i >= 178) {
-        return Err(Error::IdOutOfRange(bad));
+    if let Some(&bad) = input.ids.iter().find(|&&i| i == 0 || i as usize >= n_token) {
+        return Err(Error::IdOutOfRange { id: bad, max: n_token as u32 - 1 });
     }
     if !(input.speed.is_finite() && input.speed > 0.0) {
         return Err(Error::BadSpeed(input.speed));
@@ -243,6 +244,18 @@ pub fn round_durations(sums: &[f32], speed: f32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_names_the_problem() {
+        let style = StyleVector([0.0; STYLE_WIDTH]);
+        let input = |ids: Vec<u32>| ForwardInput::new(ids, style.clone());
+        assert!(matches!(validate(&input(vec![]), 178), Err(Error::EmptyInput)));
+        assert!(matches!(validate(&input(vec![1; 511]), 178), Err(Error::TooManyIds { got: 511, max: 510 })));
+        assert!(matches!(validate(&input(vec![5, 178]), 178), Err(Error::IdOutOfRange { id: 178, max: 177 })));
+        assert!(matches!(validate(&input(vec![5]).with_speed(f32::NAN), 178), Err(Error::BadSpeed(_))));
+        assert!(matches!(validate(&input(vec![5]).with_speed(-1.0), 178), Err(Error::BadSpeed(_))));
+        assert!(validate(&input(vec![1; 510]), 178).is_ok());
+    }
 
     #[test]
     fn durations_round_half_to_even_and_clamp() {

@@ -13,11 +13,9 @@ use kokoro_model::eval::relative_error;
 use kokoro_model::weights::{read_canonical, write_canonical};
 use kokoro_model::{ForwardInput, Kokoro, KokoroConfig, SourceNoise, VoicePack, Vocab};
 
-fn cache_dir() -> PathBuf {
-    std::env::var_os("KOKORO_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/kokoro-burn")
-    })
-}
+mod common;
+
+use common::cache_dir;
 
 #[test]
 fn official_layout_pth_loads_the_same_model() {
