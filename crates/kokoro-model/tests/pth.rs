@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use burn::tensor::Device;
-use kokoro_model::eval::relative_error;
+use kokoro_model::eval::{log_mel_distance, relative_error};
 use kokoro_model::weights::{read_canonical, write_canonical};
 use kokoro_model::{ForwardInput, Kokoro, KokoroConfig, SourceNoise, VoicePack, Vocab};
 
@@ -35,13 +35,22 @@ fn official_layout_pth_loads_the_same_model() {
     let from_canonical = Kokoro::load(&canonical, &device).unwrap();
     let voice = VoicePack::from_bin_file(&cache_dir().join("voices/af_heart.bin")).unwrap();
     let ids = Vocab::from_config(&KokoroConfig::v1()).encode("həlˈO wˈɜɹld.").ids;
-    let input = ForwardInput::new(ids.clone(), voice.style_for(ids.len())).with_noise(SourceNoise::Deterministic);
+    let input = ForwardInput::new(ids.clone(), voice.style_for(ids.len()))
+        .with_noise(SourceNoise::Deterministic)
+        .with_intermediates(true);
     let a = from_pth.model.forward(&input, &device).unwrap();
     let b = from_canonical.model.forward(&input, &device).unwrap();
     assert_eq!(a.durations, b.durations);
-    // Weight norm re-folded in f64 then rounded to f32: weights agree to ~1e-7 relative.
-    let rel = relative_error(&a.audio, &b.audio);
-    eprintln!(".pth vs canonical audio: relative error {rel:.2e}");
-    assert!(rel < 1e-3, "relative error {rel}");
+    // Weight norm re-folded in f64 then rounded to f32: weights agree to ~1e-7 relative, so every
+    // stage up to the generator input must agree far inside the golden tolerance (1e-4). The audio
+    // itself is compared by log-mel: the harmonic source's phase amplifies 1e-7 weight rounding
+    // into sample-level differences (see docs/validation.md).
+    let (ia, ib) = (a.intermediates.unwrap(), b.intermediates.unwrap());
+    let generator = relative_error(&ia.generator_input.data, &ib.generator_input.data);
+    let d = relative_error(&ia.d.data, &ib.d.data);
+    let mel = log_mel_distance(&a.audio, &b.audio);
+    eprintln!(".pth vs canonical: d {d:.2e}, generator input {generator:.2e}, audio log-mel {mel:.4}");
+    assert!(d < 1e-5 && generator < 1e-5, "d {d}, generator input {generator}");
+    assert!(mel < 0.01, "log-mel distance {mel}");
     std::fs::remove_dir_all(&dir).ok();
 }
