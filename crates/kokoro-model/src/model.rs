@@ -153,9 +153,11 @@ impl KModel {
         let ids: Vec<i64> = std::iter::once(0).chain(input.ids.iter().map(|&i| i as i64)).chain([0]).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens]), device);
         let style = Tensor::<2>::from_data(TensorData::new(input.style.0.to_vec(), [1, STYLE_WIDTH]), device);
-        let style_decoder = style.clone().slice([0..1, 0..128]);
-        let style_prosody = style.slice([0..1, 128..256]);
-        let sync = || device.sync().map_err(|e| Error::Device(format!("{e:?}")));
+        // First half conditions the decoder, second half the prosody predictor.
+        let half = STYLE_WIDTH / 2;
+        let style_decoder = style.clone().slice([0..1, 0..half]);
+        let style_prosody = style.slice([0..1, half..STYLE_WIDTH]);
+        let sync = || device.sync().map_err(device_error);
 
         // 1. PL-BERT and its projection: d_en [1, 512, tokens].
         let t0 = Instant::now();
@@ -167,7 +169,7 @@ impl KModel {
         let t0 = Instant::now();
         let d = self.predictor.text_encoder.forward(d_en.clone(), style_prosody.clone());
         let sums = self.predictor.durations(d.clone());
-        let sums_host = sums.clone().into_data().try_to_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))?;
+        let sums_host = sums.clone().into_data().try_to_vec::<f32>().map_err(device_error)?;
         let durations = round_durations(&sums_host, input.speed);
         let frames: usize = durations.iter().map(|&f| f as usize).sum();
         // Alignment as a gather: frame f reads the token it belongs to (exactly d^T @ one-hot).
@@ -189,13 +191,7 @@ impl KModel {
         // 4. Decoder and generator.
         let t0 = Instant::now();
         let out = self.decoder.forward(asr.clone(), f0.clone(), n.clone(), style_decoder, input.noise);
-        let audio = out
-            .generator
-            .audio
-            .clone()
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Device(format!("{e:?}")))?;
+        let audio = out.generator.audio.clone().into_data().try_to_vec::<f32>().map_err(device_error)?;
         let decoder = t0.elapsed();
         let total = start.elapsed();
 
@@ -218,6 +214,10 @@ impl KModel {
             intermediates,
         })
     }
+}
+
+fn device_error(e: impl std::fmt::Debug) -> Error {
+    Error::Device(format!("{e:?}"))
 }
 
 fn validate(input: &ForwardInput, n_token: usize) -> Result<(), Error> {

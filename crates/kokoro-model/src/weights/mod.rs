@@ -98,10 +98,13 @@ impl QTensor {
     pub fn dequantize(&self) -> Vec<f32> {
         match self {
             QTensor::F32 { data, .. } => data.clone(),
-            QTensor::I8 { data, scale, shape } => {
-                let row = if scale.len() == 1 { data.len() } else { data.len() / shape[0] };
-                data.iter().enumerate().map(|(i, &q)| q as f32 * scale[if scale.len() == 1 { 0 } else { i / row }]).collect()
-            }
+            QTensor::I8 { data, scale, .. } if scale.len() == 1 => data.iter().map(|&q| q as f32 * scale[0]).collect(),
+            // One scale per row; `validate` checked that rows (axis 0) match the scales.
+            QTensor::I8 { data, scale, .. } => data
+                .chunks_exact(data.len() / scale.len())
+                .zip(scale)
+                .flat_map(|(row, &s)| row.iter().map(move |&q| q as f32 * s))
+                .collect(),
             QTensor::U8 { data, scale, zero_point, .. } => {
                 data.iter().map(|&q| (q as f32 - *zero_point as f32) * scale).collect()
             }
