@@ -1,12 +1,13 @@
 //! `kokoro`: fetch the weights, convert them, and speak.
 //!
-//! Thin binary over `kokoro-model`: argument parsing (clap), file I/O and reporting (anyhow).
+//! Thin binary over `kokoro-model` and `kokoro-text`: argument parsing (clap), file I/O and reporting (anyhow).
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input.
 
 mod bench;
 mod device;
 mod fetch;
 mod say;
+mod text;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,8 +47,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = StoragePrecision::Keep)]
         precision: StoragePrecision,
     },
-    /// Synthesise speech from phonemes into a 24 kHz mono 16-bit WAV file.
+    /// Speak English text (or phonemes) into a 24 kHz mono 16-bit WAV file.
     Say(say::SayArgs),
+    /// Print the phonemes of English text, one line per chunk.
+    Phonemize(text::PhonemizeArgs),
     /// Real-time factor on three utterance lengths, side by side with onnxruntime.
     Bench(bench::BenchArgs),
 }
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             let input_error = e.chain().any(|c| {
                 c.downcast_ref::<kokoro_model::Error>().is_some_and(|k| !matches!(k, kokoro_model::Error::Device(_)))
                     || c.downcast_ref::<say::InputError>().is_some()
+                    || c.downcast_ref::<kokoro_text::TextError>().is_some()
             });
             ExitCode::from(if input_error { 2 } else { 1 })
         }
@@ -99,6 +103,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Say(args) => say::say(&cache, args),
+        Command::Phonemize(args) => text::phonemize(args),
         Command::Bench(args) => bench::bench(&cache, args),
     }
 }

@@ -1,4 +1,5 @@
-//! `kokoro say`: phonemes + voice -> WAV, with an optional JSON report.
+//! `kokoro say`: text (or phonemes) + voice -> WAV, with an optional JSON report. Long text is
+//! spoken chunk by chunk; each chunk's audio is written as soon as it is made.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -6,16 +7,20 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use kokoro_model::{ForwardInput, Kokoro, SAMPLE_RATE, SourceNoise, Vocab, VoicePack};
+use kokoro_text::FrontEnd;
 use serde::Serialize;
 
 use crate::device::DeviceChoice;
 use crate::fetch::{self, Cache};
+use crate::text::TextArgs;
 
 #[derive(Args, Debug)]
 pub struct SayArgs {
-    /// Phonemes in Kokoro's alphabet (misaki), e.g. "həlˈO wˈɜɹld.".
-    #[arg(long)]
-    phonemes: String,
+    #[command(flatten)]
+    text: TextArgs,
+    /// Phonemes in Kokoro's alphabet (misaki) instead of text, e.g. "həlˈO wˈɜɹld.".
+    #[arg(long, conflicts_with_all = ["text", "file", "lang"])]
+    phonemes: Option<String>,
     /// Voice name from the cache's voices folder (af_heart, am_adam, ...).
     #[arg(long, default_value = "af_heart", conflicts_with = "voice_file")]
     voice: String,
@@ -54,10 +59,23 @@ pub enum InputError {
     /// Occurs when a voice name could escape the voices folder or is otherwise malformed.
     #[error("invalid voice name {0:?}: use a name like af_heart (letters, digits, _), or --voice-file PATH")]
     InvalidVoiceName(String),
+    /// Occurs when neither text nor phonemes were given, or the text is blank.
+    #[error("no text to speak: give TEXT, --file PATH (- for stdin) or --phonemes")]
+    NoText,
+    /// Occurs when the text holds nothing that can be spoken (symbols only, say).
+    #[error("nothing to say: the text has no words or numbers that can be spoken")]
+    NothingToSay,
+    /// Occurs when a text file is not UTF-8.
+    #[error("{what} is not UTF-8 text (invalid byte at offset {at})")]
+    NotUtf8 { what: String, at: usize },
+    /// Occurs when --lang is not a supported dialect.
+    #[error("unknown language {0:?}: use en-us or en-gb")]
+    UnknownLanguage(String),
 }
 
 #[derive(Serialize)]
 struct Report<'a> {
+    text: Option<&'a str>,
     phonemes: &'a str,
     voice: &'a str,
     device: String,
@@ -67,6 +85,7 @@ struct Report<'a> {
     unknown_characters: Vec<String>,
     phoneme_ids: usize,
     durations: &'a [u32],
+    chunks: Vec<ChunkReport>,
     samples: usize,
     sample_rate: u32,
     audio_seconds: f64,
@@ -75,6 +94,16 @@ struct Report<'a> {
 }
 
 #[derive(Serialize)]
+struct ChunkReport {
+    /// Byte range of the text (absent for --phonemes).
+    source: Option<[usize; 2]>,
+    phonemes: String,
+    phoneme_ids: usize,
+    samples: usize,
+    guessed: Vec<String>,
+}
+
+#[derive(Serialize, Default)]
 struct Seconds {
     load: f64,
     bert: f64,
@@ -104,60 +133,153 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
     let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
     let load = load_start.elapsed();
 
-    let encoded = Vocab::from_config(&kokoro.config).encode(&args.phonemes);
-    if !encoded.unknown.is_empty() {
+    // What to say: the phonemes as given, or the text's chunks, made one by one as we go.
+    let text = match &args.phonemes {
+        Some(_) => None,
+        None => Some(args.text.read()?),
+    };
+    let front = match &text {
+        Some(_) => Some(FrontEnd::new(args.text.dialect(args.voice_file.is_none().then_some(args.voice.as_str()))?)),
+        None => None,
+    };
+    let utterances: Box<dyn Iterator<Item = Result<Utterance>>> = match (&args.phonemes, &text, &front) {
+        (Some(p), _, _) => Box::new(std::iter::once(Ok(Utterance { source: None, phonemes: p.clone(), guessed: Vec::new() }))),
+        (None, Some(text), Some(front)) => Box::new(front.chunks_with(text, args.text.chunk_options()).map(|c| {
+            let c = c?;
+            Ok(Utterance { source: Some([c.source.start, c.source.end]), phonemes: c.phonemes, guessed: c.guessed })
+        })),
+        _ => unreachable!("text is read whenever phonemes are absent"),
+    };
+
+    let vocab = Vocab::from_config(&kokoro.config);
+    let noise = if args.deterministic { SourceNoise::Deterministic } else { SourceNoise::Seeded(args.seed) };
+    let mut wav = WavOut::create(&args.out)?;
+    let mut unknown: Vec<char> = Vec::new();
+    let mut durations: Vec<u32> = Vec::new();
+    let mut chunks: Vec<ChunkReport> = Vec::new();
+    let mut seconds = Seconds::default();
+    for utterance in utterances {
+        let utterance = utterance?;
+        let encoded = vocab.encode(&utterance.phonemes);
+        unknown.extend(encoded.unknown.iter().filter(|c| !unknown.contains(c)).collect::<Vec<_>>());
+        if !utterance.guessed.is_empty() {
+            eprintln!("note: not in the lexicon, read by letter-to-sound: {}", utterance.guessed.join(", "));
+        }
+        let input = ForwardInput::new(encoded.ids.clone(), voice.style_for(encoded.ids.len()))
+            .with_speed(args.speed)
+            .with_noise(noise);
+        let out = kokoro.model.forward(&input, &device)?;
+        wav.write(&out.audio)?;
+        let t = &out.timings;
+        seconds.bert += t.bert.as_secs_f64();
+        seconds.predictor += t.predictor.as_secs_f64();
+        seconds.text_encoder += t.text_encoder.as_secs_f64();
+        seconds.decoder += t.decoder.as_secs_f64();
+        seconds.total += t.total.as_secs_f64();
+        durations.extend(&out.durations);
+        if text.is_some() {
+            eprintln!(
+                "chunk {}: {} phonemes -> {:.2} s of audio in {:.2} s",
+                chunks.len() + 1,
+                encoded.ids.len(),
+                out.audio.len() as f64 / SAMPLE_RATE as f64,
+                t.total.as_secs_f64()
+            );
+        }
+        chunks.push(ChunkReport {
+            source: utterance.source,
+            phonemes: utterance.phonemes,
+            phoneme_ids: encoded.ids.len(),
+            samples: out.audio.len(),
+            guessed: utterance.guessed,
+        });
+    }
+    if chunks.is_empty() {
+        return Err(InputError::NothingToSay.into());
+    }
+    let samples = wav.finish()?;
+    if !unknown.is_empty() {
         eprintln!(
             "warning: dropped {} character(s) not in Kokoro's phoneme vocab: {}",
-            encoded.unknown.len(),
-            encoded.unknown.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(" ")
+            unknown.len(),
+            unknown.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(" ")
         );
     }
-    let noise = if args.deterministic { SourceNoise::Deterministic } else { SourceNoise::Seeded(args.seed) };
-    let input = ForwardInput::new(encoded.ids.clone(), voice.style_for(encoded.ids.len()))
-        .with_speed(args.speed)
-        .with_noise(noise);
-    let out = kokoro.model.forward(&input, &device)?;
-    write_wav(&args.out, &out.audio)?;
 
-    let audio_seconds = out.audio.len() as f64 / SAMPLE_RATE as f64;
-    let t = &out.timings;
-    let rtf = t.total.as_secs_f64() / audio_seconds;
+    let audio_seconds = samples as f64 / SAMPLE_RATE as f64;
+    let rtf = seconds.total / audio_seconds;
     eprintln!(
-        "wrote {} ({:.2} s of audio, {} frames) in {:.2} s (RTF {:.3}; load {:.2} s)",
+        "wrote {} ({:.2} s of audio, {} chunk(s), {} frames) in {:.2} s (RTF {:.3}; load {:.2} s)",
         args.out.display(),
         audio_seconds,
-        out.durations.iter().sum::<u32>(),
-        t.total.as_secs_f64(),
+        chunks.len(),
+        durations.iter().sum::<u32>(),
+        seconds.total,
         rtf,
         load.as_secs_f64()
     );
+    seconds.load = load.as_secs_f64();
     if let Some(path) = &args.report {
+        let phonemes = chunks.iter().map(|c| c.phonemes.as_str()).collect::<Vec<_>>().join(" ");
         let report = Report {
-            phonemes: &args.phonemes,
+            text: text.as_deref(),
+            phonemes: &phonemes,
             voice: &args.voice,
             device: format!("{:?}", args.device).to_lowercase(),
             precision: kokoro.precision.as_str(),
             deterministic: args.deterministic,
             speed: args.speed,
-            unknown_characters: encoded.unknown.iter().map(|c| c.to_string()).collect(),
-            phoneme_ids: encoded.ids.len(),
-            durations: &out.durations,
-            samples: out.audio.len(),
+            unknown_characters: unknown.iter().map(|c| c.to_string()).collect(),
+            phoneme_ids: chunks.iter().map(|c| c.phoneme_ids).sum(),
+            durations: &durations,
+            chunks,
+            samples,
             sample_rate: SAMPLE_RATE,
             audio_seconds,
-            seconds: Seconds {
-                load: load.as_secs_f64(),
-                bert: t.bert.as_secs_f64(),
-                predictor: t.predictor.as_secs_f64(),
-                text_encoder: t.text_encoder.as_secs_f64(),
-                decoder: t.decoder.as_secs_f64(),
-                total: t.total.as_secs_f64(),
-            },
+            seconds,
             rtf,
         };
         std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// One model call's worth of input.
+struct Utterance {
+    source: Option<[usize; 2]>,
+    phonemes: String,
+    guessed: Vec<String>,
+}
+
+/// A 16-bit PCM WAV written as the audio arrives.
+struct WavOut {
+    writer: hound::WavWriter<std::io::BufWriter<std::fs::File>>,
+    samples: usize,
+}
+
+impl WavOut {
+    fn create(path: &Path) -> Result<Self> {
+        let writer = hound::WavWriter::create(path, wav_spec()).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self { writer, samples: 0 })
+    }
+
+    /// Writes 16-bit PCM, clipping to [-1, 1].
+    fn write(&mut self, audio: &[f32]) -> Result<()> {
+        for &s in audio {
+            self.writer.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)?;
+        }
+        self.samples += audio.len();
+        Ok(())
+    }
+
+    fn finish(self) -> Result<usize> {
+        self.writer.finalize()?;
+        Ok(self.samples)
+    }
+}
+
+fn wav_spec() -> hound::WavSpec {
+    hound::WavSpec { channels: 1, sample_rate: SAMPLE_RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int }
 }
 
 /// Loads a named voice from the cache. Names are validated first, so none can leave the folder.
@@ -170,15 +292,4 @@ fn load_voice(cache: &Cache, voice: &str) -> Result<VoicePack> {
         return Err(InputError::UnknownVoice { name: voice.to_string(), dir: cache.voices() }.into());
     }
     Ok(VoicePack::from_bin_file(&path)?)
-}
-
-/// Writes 16-bit PCM, clipping to [-1, 1].
-pub fn write_wav(path: &Path, audio: &[f32]) -> Result<()> {
-    let spec = hound::WavSpec { channels: 1, sample_rate: SAMPLE_RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    let mut w = hound::WavWriter::create(path, spec).with_context(|| format!("creating {}", path.display()))?;
-    for &s in audio {
-        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)?;
-    }
-    w.finalize()?;
-    Ok(())
 }

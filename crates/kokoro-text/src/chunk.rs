@@ -1,0 +1,355 @@
+//! Chunking unbounded text into pieces Kokoro can speak (at most 510 phoneme ids each).
+//!
+//! Text is cut into sentences ([`crate::segment`]); each sentence is phonemized on its own.
+//! A sentence longer than the limit is cut after the last sentence punctuation that fits, else
+//! the last `:`/`;`, else the last comma or dash, else between words, and a single word longer
+//! than the limit is cut between phonemes: nothing is dropped. With packing on (the default, as
+//! reference Kokoro does) consecutive sentences share a chunk while they fit.
+//!
+//! Source spans cover the input in order: every chunk's `source` starts where the previous one
+//! ended (give or take whitespace), so together they cover every non-whitespace byte. Only where
+//! a cut falls inside one rewritten piece (a long URL read out word by word) do two spans overlap,
+//! both holding that piece.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use crate::front::{Phonemized, Token, TokenKind};
+use crate::{FrontEnd, TextError, segment};
+
+/// Kokoro's context: 512 positions, two of them the boundary tokens.
+pub const MAX_PHONEMES: usize = 510;
+
+/// How to chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkOptions {
+    /// Most phoneme ids per chunk (1..=510).
+    pub max_phonemes: usize,
+    /// Put consecutive sentences in one chunk while they fit. Off, every chunk is at most one
+    /// sentence: the first audio comes sooner and a stream never waits for the next sentence.
+    pub pack_sentences: bool,
+}
+
+impl Default for ChunkOptions {
+    fn default() -> Self {
+        Self { max_phonemes: MAX_PHONEMES, pack_sentences: true }
+    }
+}
+
+/// A word's place in the source text and in its chunk's phonemes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WordSpan {
+    /// Byte range in the input text.
+    pub source: Range<usize>,
+    /// Character range (= phoneme id range) in [`Chunk::phonemes`].
+    pub phonemes: Range<usize>,
+}
+
+/// A piece of text ready for the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// 0, 1, 2, ... in order.
+    pub index: usize,
+    /// Byte range of the input this chunk speaks.
+    pub source: Range<usize>,
+    /// Kokoro phonemes, at most `max_phonemes` characters, every one in the model's vocab.
+    pub phonemes: String,
+    /// The words, in order.
+    pub words: Vec<WordSpan>,
+    /// Words the lexicon does not have, read by letter-to-sound (worth a look: they may be wrong).
+    pub guessed: Vec<String>,
+}
+
+impl Chunk {
+    /// Length in phoneme ids.
+    pub fn len(&self) -> usize {
+        self.phonemes.chars().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.phonemes.is_empty()
+    }
+}
+
+/// A sentence cut to fit, before packing: phonemes, words (relative), source span.
+struct Piece {
+    source: Range<usize>,
+    phonemes: String,
+    words: Vec<WordSpan>,
+    guessed: Vec<String>,
+}
+
+/// Cuts one phonemized sentence (whose text starts at byte `offset` of the input) into pieces of
+/// at most `max` phonemes.
+fn pieces(ph: &Phonemized, sentence: &str, offset: usize, max: usize) -> Vec<Piece> {
+    let source = offset..offset + sentence.len();
+    let chars: Vec<char> = ph.phonemes.chars().collect();
+    let tokens = &ph.tokens;
+    let mut out = Vec::new();
+    if tokens.is_empty() {
+        return out;
+    }
+    let span = |a: usize, b: usize| tokens[a].phonemes.start..tokens[b - 1].phonemes.end;
+    let mut cuts: Vec<(usize, Range<usize>)> = Vec::new(); // (next token, char range)
+    let mut a = 0;
+    while a < tokens.len() {
+        let whole = span(a, tokens.len());
+        if whole.len() <= max {
+            cuts.push((tokens.len(), whole));
+            break;
+        }
+        let fits = |t: usize| span(a, t + 1).len() <= max;
+        let levels: [&dyn Fn(&Token) -> bool; 4] = [
+            &|t| t.kind == TokenKind::SentenceEnd,
+            &|t| t.kind == TokenKind::ClauseEnd,
+            &|t| t.kind == TokenKind::Pause,
+            &|_| true,
+        ];
+        let cut = levels.iter().find_map(|level| (a..tokens.len() - 1).rev().find(|&t| level(&tokens[t]) && fits(t)));
+        match cut {
+            Some(t) => {
+                cuts.push((t + 1, span(a, t + 1)));
+                a = t + 1;
+            }
+            None => {
+                // One token longer than the limit: cut between phonemes.
+                let r = tokens[a].phonemes.clone();
+                let mut s = r.start;
+                while s < r.end {
+                    let e = (s + max).min(r.end);
+                    cuts.push((if e == r.end { a + 1 } else { a }, s..e));
+                    s = e;
+                }
+                a += 1;
+            }
+        }
+    }
+    let mut src_start = source.start;
+    let mut last_end = source.start;
+    let mut first_token = 0;
+    for (i, (next_token, range)) in cuts.iter().enumerate() {
+        let src_end = if i + 1 == cuts.len() {
+            source.end
+        } else if *next_token < tokens.len() && *next_token > first_token {
+            // Up to the next piece's first token, less the whitespace before it.
+            let next = tokens[*next_token].source.start;
+            (offset + sentence[..next].trim_end().len()).max(src_start)
+        } else {
+            src_start
+        };
+        let phonemes: String = chars[range.clone()].iter().collect::<String>();
+        let lead = phonemes.chars().take_while(|c| *c == ' ').count();
+        let words = tokens[first_token..*next_token.max(&first_token)]
+            .iter()
+            .filter(|t| t.kind == TokenKind::Word && t.phonemes.start >= range.start && t.phonemes.end <= range.end)
+            .map(|t| WordSpan {
+                source: offset + t.source.start..offset + t.source.end,
+                phonemes: t.phonemes.start - range.start - lead..t.phonemes.end - range.start - lead,
+            })
+            .collect();
+        // A cut inside a rewritten piece ("bob at example dot org" from one e-mail address)
+        // leaves words whose source is the whole address: the piece's span widens to hold them,
+        // so consecutive spans may overlap there.
+        let words: Vec<WordSpan> = words;
+        let start = words.iter().map(|w| w.source.start).min().map_or(src_start, |s| s.min(src_start));
+        let end = words.iter().map(|w| w.source.end).max().map_or(src_end, |e| e.max(src_end)).max(last_end);
+        last_end = end;
+        out.push(Piece { source: start..end, phonemes: phonemes.trim().to_string(), words, guessed: Vec::new() });
+        src_start = src_end;
+        first_token = *next_token;
+    }
+    out
+}
+
+/// Packs pieces into chunks.
+struct Packer {
+    options: ChunkOptions,
+    open: Option<Chunk>,
+    next_index: usize,
+    /// Start of sources that produced no phonemes, to be taken by the next chunk.
+    carried_start: Option<usize>,
+}
+
+impl Packer {
+    fn new(options: ChunkOptions) -> Self {
+        Self { options, open: None, next_index: 0, carried_start: None }
+    }
+
+    fn add(&mut self, piece: Piece, ready: &mut VecDeque<Result<Chunk, TextError>>) {
+        if piece.phonemes.is_empty() {
+            match &mut self.open {
+                Some(open) => open.source.end = open.source.end.max(piece.source.end),
+                None => {
+                    self.carried_start.get_or_insert(piece.source.start);
+                }
+            }
+            return;
+        }
+        if let Some(open) = &mut self.open {
+            let fits = self.options.pack_sentences
+                && open.len() + 1 + piece.phonemes.chars().count() <= self.options.max_phonemes;
+            if fits {
+                let shift = open.len() + 1;
+                open.phonemes.push(' ');
+                open.phonemes.push_str(&piece.phonemes);
+                open.source.end = open.source.end.max(piece.source.end);
+                open.words.extend(
+                    piece
+                        .words
+                        .into_iter()
+                        .map(|w| WordSpan { phonemes: w.phonemes.start + shift..w.phonemes.end + shift, ..w }),
+                );
+                open.guessed.extend(piece.guessed);
+                return;
+            }
+            ready.push_back(Ok(self.open.take().unwrap()));
+        }
+        let start = self.carried_start.take().unwrap_or(piece.source.start).min(piece.source.start);
+        self.open = Some(Chunk {
+            index: self.next_index,
+            source: start..piece.source.end,
+            phonemes: piece.phonemes,
+            words: piece.words,
+            guessed: piece.guessed,
+        });
+        self.next_index += 1;
+    }
+
+    fn finish(&mut self, ready: &mut VecDeque<Result<Chunk, TextError>>) {
+        if let Some(open) = self.open.take() {
+            ready.push_back(Ok(open));
+        }
+    }
+}
+
+fn process_sentence(
+    front: &FrontEnd,
+    text: &str,
+    range: Range<usize>,
+    offset: usize,
+    packer: &mut Packer,
+    ready: &mut VecDeque<Result<Chunk, TextError>>,
+) {
+    match front.phonemize(&text[range.clone()]) {
+        Ok(ph) => {
+            let source = offset + range.start..offset + range.end;
+            let mut pieces = pieces(&ph, &text[range.clone()], offset + range.start, packer.options.max_phonemes);
+            match pieces.first_mut() {
+                Some(first) => first.guessed = ph.guessed,
+                None => {
+                    packer.add(Piece { source, phonemes: String::new(), words: Vec::new(), guessed: Vec::new() }, ready)
+                }
+            }
+            for piece in pieces {
+                packer.add(piece, ready);
+            }
+        }
+        Err(e) => ready.push_back(Err(e)),
+    }
+}
+
+/// Chunks of a whole text, phonemized lazily: each `next()` does only the work for the chunks it
+/// returns (plus one sentence of look-ahead when packing).
+pub struct Chunks<'a> {
+    front: &'a FrontEnd,
+    text: &'a str,
+    sentences: std::vec::IntoIter<Range<usize>>,
+    packer: Packer,
+    ready: VecDeque<Result<Chunk, TextError>>,
+    done: bool,
+}
+
+impl<'a> Chunks<'a> {
+    pub(crate) fn new(front: &'a FrontEnd, text: &'a str, options: ChunkOptions) -> Self {
+        let options = ChunkOptions { max_phonemes: options.max_phonemes.clamp(1, MAX_PHONEMES), ..options };
+        Self {
+            front,
+            text,
+            sentences: segment::sentences(text).into_iter(),
+            packer: Packer::new(options),
+            ready: VecDeque::new(),
+            done: false,
+        }
+    }
+}
+
+impl Iterator for Chunks<'_> {
+    type Item = Result<Chunk, TextError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(chunk) = self.ready.pop_front() {
+                return Some(chunk);
+            }
+            if self.done {
+                return None;
+            }
+            match self.sentences.next() {
+                Some(range) => process_sentence(self.front, self.text, range, 0, &mut self.packer, &mut self.ready),
+                None => {
+                    self.packer.finish(&mut self.ready);
+                    self.done = true;
+                }
+            }
+        }
+    }
+}
+
+/// Incremental chunking for text that arrives in pieces (a stream, a socket, a typing user):
+/// `push` returns the chunks that are complete so far, `finish` the rest. Source spans count
+/// bytes from the start of everything pushed.
+pub struct Chunker<'a> {
+    front: &'a FrontEnd,
+    packer: Packer,
+    /// Text not yet processed; `base` is the stream offset of its first byte.
+    buffer: String,
+    base: usize,
+}
+
+impl<'a> Chunker<'a> {
+    pub fn new(front: &'a FrontEnd, options: ChunkOptions) -> Self {
+        let options = ChunkOptions { max_phonemes: options.max_phonemes.clamp(1, MAX_PHONEMES), ..options };
+        Self { front, packer: Packer::new(options), buffer: String::new(), base: 0 }
+    }
+
+    /// Adds text; returns the chunks completed by it.
+    pub fn push(&mut self, text: &str) -> Vec<Result<Chunk, TextError>> {
+        self.buffer.push_str(text);
+        let sentences = segment::sentences(&self.buffer);
+        // The last sentence may go on in the next push: even "... St. " may continue with a name.
+        let complete = sentences.len().saturating_sub(1);
+        self.process(&sentences[..complete], sentences.get(complete).map_or(self.buffer.len(), |r| r.start))
+    }
+
+    /// Processes whatever is left and closes the last chunk.
+    pub fn finish(mut self) -> Vec<Result<Chunk, TextError>> {
+        let sentences = segment::sentences(&self.buffer);
+        let mut out = self.process(&sentences, self.buffer.len());
+        let mut ready = VecDeque::new();
+        self.packer.finish(&mut ready);
+        out.extend(ready);
+        out
+    }
+
+    fn process(&mut self, sentences: &[Range<usize>], consumed: usize) -> Vec<Result<Chunk, TextError>> {
+        let mut ready = VecDeque::new();
+        for range in sentences {
+            process_sentence(self.front, &self.buffer, range.clone(), self.base, &mut self.packer, &mut ready);
+        }
+        self.buffer.drain(..consumed);
+        self.base += consumed;
+        ready.into()
+    }
+}
+
+impl FrontEnd {
+    /// The chunks of `text` with the default options (510 ids, sentences packed).
+    pub fn chunks<'a>(&'a self, text: &'a str) -> Chunks<'a> {
+        Chunks::new(self, text, ChunkOptions::default())
+    }
+
+    /// The chunks of `text` with explicit options.
+    pub fn chunks_with<'a>(&'a self, text: &'a str, options: ChunkOptions) -> Chunks<'a> {
+        Chunks::new(self, text, options)
+    }
+}
