@@ -11,7 +11,7 @@ export KOKORO_CACHE="${KOKORO_CACHE:-$HOME/.cache/kokoro-burn}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KOKORO_CACHE/target}"
 export CARGO_TERM_COLOR=never
 
-for tool in cargo python3 npm; do
+for tool in cargo python3 npm node; do
   command -v "$tool" >/dev/null || { echo "scripts/test.sh: '$tool' is required" >&2; exit 1; }
 done
 
@@ -21,6 +21,9 @@ cargo run --quiet -p kokoro-cli -- fetch
 echo "== kokoro-model builds for the browser (wasm32-unknown-unknown)"
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 cargo check --quiet -p kokoro-model --target wasm32-unknown-unknown
+
+echo "== kokoro-text in wasm: en-US, en-GB and both, sizes, and a run in Node"
+./scripts/text-wasm-size.sh
 
 echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$KOKORO_CACHE/last-test.log"

@@ -139,7 +139,7 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
         None => Some(args.text.read()?),
     };
     let front = match &text {
-        Some(_) => Some(FrontEnd::new(args.text.dialect(args.voice_file.is_none().then_some(args.voice.as_str()))?)),
+        Some(_) => Some(FrontEnd::new(args.text.dialect(args.voice_file.is_none().then_some(args.voice.as_str()))?)?),
         None => None,
     };
     let utterances: Box<dyn Iterator<Item = Result<Utterance>>> = match (&args.phonemes, &text, &front) {

@@ -97,7 +97,7 @@ struct WordJson<'a> {
 /// `kokoro phonemize`: one line of phonemes per chunk on standard output.
 pub fn phonemize(args: PhonemizeArgs) -> Result<()> {
     let text = args.text.read()?;
-    let front = FrontEnd::new(args.text.dialect(None)?);
+    let front = FrontEnd::new(args.text.dialect(None)?)?;
     for chunk in front.chunks_with(&text, args.text.chunk_options()) {
         let chunk = chunk?;
         if args.json {

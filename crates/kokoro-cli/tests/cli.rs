@@ -58,6 +58,56 @@ fn says_hello_world_with_the_reference_durations() {
 }
 
 #[test]
+fn says_text_through_the_front_end_with_the_reference_durations() {
+    // "Hello world." phonemizes to exactly the phonemes above, so the model must give MODEL.md's
+    // durations: text -> G2P -> model end to end.
+    let (wav, report) = (tmp("text.wav"), tmp("text.json"));
+    let o = kokoro(&["say", "Hello world.", "--voice", "af_heart", "--deterministic", "--device", "cpu",
+        "--out", wav.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["phonemes"], "həlˈO wˈɜɹld.");
+    let got: Vec<u64> = r["durations"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(got, [17, 2, 2, 2, 3, 3, 2, 1, 2, 3, 4, 3, 13, 7, 1]);
+    assert_eq!(wav_samples(&wav).len(), 39_000);
+}
+
+#[test]
+fn long_text_is_spoken_chunk_by_chunk() {
+    let text = "It was 10:30 on Main St. when Dr. Smith arrived.\n\nShe paid $5.50 for coffee. Then she left!";
+    let file = tmp("long.txt");
+    std::fs::write(&file, text).unwrap();
+    let (wav, report) = (tmp("long.wav"), tmp("long.json"));
+    let o = kokoro(&["say", "--file", file.to_str().unwrap(), "--no-pack", "--voice", "bf_emma", "--deterministic",
+        "--out", wav.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let chunks = r["chunks"].as_array().unwrap();
+    let spoken: Vec<&str> = chunks.iter().map(|c| {
+        let s = c["source"].as_array().unwrap();
+        &text[s[0].as_u64().unwrap() as usize..s[1].as_u64().unwrap() as usize]
+    }).collect();
+    assert_eq!(spoken, ["It was 10:30 on Main St. when Dr. Smith arrived.", "She paid $5.50 for coffee.", "Then she left!"]);
+    let samples: u64 = chunks.iter().map(|c| c["samples"].as_u64().unwrap()).sum();
+    assert_eq!(wav_samples(&wav).len() as u64, samples);
+    // bf_ voices speak British English: "paid ... coffee" with GB vowels (kˈɒfi).
+    assert!(chunks[1]["phonemes"].as_str().unwrap().contains("kˈɒfi"), "{}", chunks[1]["phonemes"]);
+}
+
+#[test]
+fn phonemize_prints_one_line_per_chunk() {
+    let o = kokoro(&["phonemize", "--no-pack", "Hello world. The train leaves at 10:30!"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["həlˈO wˈɜɹld.", "ðə tɹˈAn lˈivz æt tˈɛn θˈɜɹTi!"]);
+    let o = kokoro(&["phonemize", "--lang", "en-gb", "--json", "Flimbertastic!"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["guessed"][0], "Flimbertastic");
+    assert!(stderr(&o).contains("letter-to-sound: Flimbertastic"));
+}
+
+#[test]
 fn deterministic_and_seeded_runs_repeat_exactly() {
     let run = |name: &str, extra: &[&str]| {
         let wav = tmp(name);
@@ -89,6 +139,8 @@ fn unknown_characters_are_dropped_with_a_warning() {
 fn bad_input_exits_2_with_a_specific_message() {
     let wav = tmp("bad.wav");
     let out = wav.to_str().unwrap();
+    let not_utf8 = tmp("latin1.txt");
+    std::fs::write(&not_utf8, b"Ca\xe7a va").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["--phonemes".into(), "".into()], "no phonemes to speak"),
         (vec!["--phonemes".into(), "###".into()], "no phonemes to speak"),
@@ -96,6 +148,11 @@ fn bad_input_exits_2_with_a_specific_message() {
         (vec!["--phonemes".into(), "hˈI".into(), "--voice".into(), "zz_nobody".into()], "unknown voice \"zz_nobody\""),
         (vec!["--phonemes".into(), "hˈI".into(), "--voice".into(), "../../etc/passwd".into()], "invalid voice name"),
         (vec!["--phonemes".into(), "hˈI".into(), "--speed".into(), "0".into()], "speed must be a positive finite number"),
+        (vec![], "no text to speak"),
+        (vec!["   ".into()], "no text to speak"),
+        (vec!["*** ~~~".into()], "nothing to say"),
+        (vec!["Hello.".into(), "--lang".into(), "fr".into()], "unknown language \"fr\""),
+        (vec!["--file".into(), not_utf8.to_str().unwrap().into()], "is not UTF-8 text (invalid byte at offset 2)"),
     ];
     for (extra, message) in cases {
         let mut args = vec!["say".to_string(), "--out".into(), out.into()];

@@ -2,7 +2,7 @@ use kokoro_text::{Dialect, FrontEnd};
 fn main() {
     let dialect: Dialect = std::env::args().nth(1).unwrap_or("en-us".into()).parse().unwrap();
     let t = std::time::Instant::now();
-    let front = FrontEnd::new(dialect);
+    let front = FrontEnd::new(dialect).unwrap();
     eprintln!("load {:?}", t.elapsed());
     let t = std::time::Instant::now();
     let _ = front.phonemize("Qzxwv.");

@@ -81,6 +81,17 @@ fn letters_of(word: &str) -> Vec<u8> {
         .collect()
 }
 
+fn embedded_table(dialect: Dialect) -> Option<&'static [u8]> {
+    match dialect {
+        #[cfg(feature = "en-us")]
+        Dialect::EnUs => Some(include_bytes!("../data/lts-en-us.bin")),
+        #[cfg(feature = "en-gb")]
+        Dialect::EnGb => Some(include_bytes!("../data/lts-en-gb.bin")),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
 /// The training pairs of a dialect's lexicon (gold and silver, plain entries and DEFAULT readings).
 pub fn lexicon_pairs(dialect: Dialect) -> Vec<(String, String)> {
     let lexicon = Lexicon::new(match dialect {
@@ -119,12 +130,11 @@ impl LetterToSound {
             Dialect::EnGb => &GB,
         };
         cell.get_or_init(|| {
-            let bytes = match dialect {
-                Dialect::EnUs => &include_bytes!("../data/lts-en-us.bin")[..],
-                Dialect::EnGb => &include_bytes!("../data/lts-en-gb.bin")[..],
-            };
-            // The file is ours and checked by the tests; retrain only if it were ever corrupt.
-            LetterToSound::from_bytes(bytes).unwrap_or_else(|| LetterToSound::train(&lexicon_pairs(dialect), dialect))
+            // The tables are ours and checked by the tests; retrain only if one were ever corrupt
+            // (or left out of this build).
+            embedded_table(dialect)
+                .and_then(LetterToSound::from_bytes)
+                .unwrap_or_else(|| LetterToSound::train(&lexicon_pairs(dialect), dialect))
         })
     }
 

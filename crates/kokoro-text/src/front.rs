@@ -112,14 +112,14 @@ const UNKNOWN: &str = "❓";
 
 impl FrontEnd {
     /// The full front end: normalization, misaki G2P, letter-to-sound for unknown words.
-    pub fn new(dialect: Dialect) -> Self {
-        Self { dialect, g2p: G2P::new(language(dialect)), normalize: true, lts: Some(LetterToSound::shared(dialect)) }
+    pub fn new(dialect: Dialect) -> Result<Self, TextError> {
+        Ok(Self { dialect, g2p: g2p(dialect)?, normalize: true, lts: Some(LetterToSound::shared(dialect)) })
     }
 
     /// Exactly reference Kokoro's G2P (misaki 0.9.4, no fallback, no extra normalization): unknown
     /// words are dropped. Used to measure agreement, and for users who want the reference.
-    pub fn reference(dialect: Dialect) -> Self {
-        Self { dialect, g2p: G2P::new(language(dialect)), normalize: false, lts: None }
+    pub fn reference(dialect: Dialect) -> Result<Self, TextError> {
+        Ok(Self { dialect, g2p: g2p(dialect)?, normalize: false, lts: None })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -200,11 +200,15 @@ impl FrontEnd {
     }
 }
 
-fn language(dialect: Dialect) -> Language {
-    match dialect {
+fn g2p(dialect: Dialect) -> Result<G2P, TextError> {
+    let language = match dialect {
         Dialect::EnUs => Language::EnglishUS,
         Dialect::EnGb => Language::EnglishGB,
+    };
+    if !language.is_embedded() {
+        return Err(TextError::DialectNotBuilt(dialect.as_str()));
     }
+    Ok(G2P::new(language))
 }
 
 fn kind_of(text: &str, is_word: bool) -> TokenKind {

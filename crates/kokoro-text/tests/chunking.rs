@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use kokoro_text::{ChunkOptions, Chunker, Dialect, FrontEnd};
 use proptest::prelude::*;
 
-static FRONT: LazyLock<FrontEnd> = LazyLock::new(|| FrontEnd::new(Dialect::EnUs));
+static FRONT: LazyLock<FrontEnd> = LazyLock::new(|| FrontEnd::new(Dialect::EnUs).unwrap());
 
 fn check_coverage(text: &str, chunks: &[kokoro_text::Chunk], max: usize) {
     let (mut last_start, mut last_end) = (0, 0);
@@ -132,7 +132,7 @@ fn default_chunks_fill_up_to_510() {
 fn every_output_character_is_in_the_model_vocab() {
     let vocab = kokoro_model::Vocab::from_config(&kokoro_model::KokoroConfig::v1());
     for dialect in [Dialect::EnUs, Dialect::EnGb] {
-        let front = FrontEnd::new(dialect);
+        let front = FrontEnd::new(dialect).unwrap();
         for name in ["prose", "tricky"] {
             let text =
                 std::fs::read_to_string(format!("{}/tests/fixtures/{name}.txt", env!("CARGO_MANIFEST_DIR"))).unwrap();
