@@ -811,6 +811,6 @@ mod tests {
     fn the_table_holds_the_file_entries_and_nothing_more() {
         let lexicon = Lexicon::new(Language::EnglishUS);
         assert_eq!(lexicon.golds.len(), data::parse_lexicon_gz(data::US_GOLD_GZ).unwrap().len());
-        assert_eq!(lexicon.silvers.len(), data::load_us_silver().len());
+        assert_eq!(lexicon.silvers.len(), data::parse_lexicon_gz(data::US_SILVER_GZ).unwrap().len());
     }
 }
