@@ -7,7 +7,7 @@ fn main() {
     for dialect in [Dialect::EnUs, Dialect::EnGb] {
         let lts = LetterToSound::train(&lexicon_pairs(dialect), dialect);
         let bytes = lts.to_bytes();
-        let path = format!("{}/data/lts-{}.bin", env!("CARGO_MANIFEST_DIR"), dialect.as_str());
+        let path = format!("{}/data/lts-{}.bin", std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"), dialect.as_str());
         std::fs::write(&path, &bytes).unwrap();
         println!("{path}: {} rules, {} bytes", lts.rule_count(), bytes.len());
     }

@@ -14,7 +14,7 @@ struct Row {
 }
 
 fn load(name: &str) -> Vec<Row> {
-    let path = format!("{}/tests/fixtures/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/{name}.jsonl", std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"));
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .lines()
