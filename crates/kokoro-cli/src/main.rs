@@ -8,6 +8,7 @@ mod device;
 mod fetch;
 mod say;
 mod text;
+mod voices;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,8 @@ enum Command {
     Say(say::SayArgs),
     /// Print the phonemes of English text, one line per chunk.
     Phonemize(text::PhonemizeArgs),
+    /// List, inspect and mix voices.
+    Voices(voices::VoicesArgs),
     /// Real-time factor on three utterance lengths, side by side with onnxruntime.
     Bench(bench::BenchArgs),
 }
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
                 c.downcast_ref::<kokoro_model::Error>().is_some_and(|k| !matches!(k, kokoro_model::Error::Device(_)))
                     || c.downcast_ref::<say::InputError>().is_some()
                     || c.downcast_ref::<kokoro_text::TextError>().is_some()
+                    || c.downcast_ref::<voices::VoiceInputError>().is_some()
             });
             ExitCode::from(if input_error { 2 } else { 1 })
         }
@@ -104,6 +108,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Say(args) => say::say(&cache, args),
         Command::Phonemize(args) => text::phonemize(args),
+        Command::Voices(args) => voices::voices(&cache, args),
         Command::Bench(args) => bench::bench(&cache, args),
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::device::DeviceChoice;
 use crate::fetch::{self, Cache};
 use crate::text::TextArgs;
+use crate::voices::VoiceSource;
 
 #[derive(Args, Debug)]
 pub struct SayArgs {
@@ -21,9 +22,12 @@ pub struct SayArgs {
     /// Phonemes in Kokoro's alphabet (misaki) instead of text, e.g. "həlˈO wˈɜɹld.".
     #[arg(long, conflicts_with_all = ["text", "file", "lang"])]
     phonemes: Option<String>,
-    /// Voice name from the cache's voices folder (af_heart, am_adam, ...).
+    /// Voice name (af_heart, am_adam, ...) or mix (af_bella(2)+af_sky(1), '-' subtracts) from the
+    /// cache's voices folder, or from --voices-dir / --voices-file.
     #[arg(long, default_value = "af_heart", conflicts_with = "voice_file")]
     voice: String,
+    #[command(flatten)]
+    voice_source: VoiceSource,
     /// A raw .bin voice pack (510 x 1 x 256 f32) to use instead of a named voice.
     #[arg(long)]
     voice_file: Option<PathBuf>,
@@ -53,12 +57,6 @@ pub struct SayArgs {
 /// Errors in what the user asked for (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    /// Occurs when no voice pack of that name is in the voices folder.
-    #[error("unknown voice {name:?}: no {name}.bin in {}", dir.display())]
-    UnknownVoice { name: String, dir: PathBuf },
-    /// Occurs when a voice name could escape the voices folder or is otherwise malformed.
-    #[error("invalid voice name {0:?}: use a name like af_heart (letters, digits, _), or --voice-file PATH")]
-    InvalidVoiceName(String),
     /// Occurs when neither text nor phonemes were given, or the text is blank.
     #[error("no text to speak: give TEXT, --file PATH (- for stdin) or --phonemes")]
     NoText,
@@ -126,7 +124,7 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
     };
     let voice = match &args.voice_file {
         Some(path) => VoicePack::from_bin_file(path)?,
-        None => load_voice(cache, &args.voice)?,
+        None => args.voice_source.load_spec(cache, &args.voice, true)?.into(),
     };
     let device = args.device.device()?;
     let load_start = Instant::now();
@@ -282,14 +280,3 @@ fn wav_spec() -> hound::WavSpec {
     hound::WavSpec { channels: 1, sample_rate: SAMPLE_RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int }
 }
 
-/// Loads a named voice from the cache. Names are validated first, so none can leave the folder.
-fn load_voice(cache: &Cache, voice: &str) -> Result<VoicePack> {
-    if !kokoro_model::voice::is_valid_voice_name(voice) {
-        return Err(InputError::InvalidVoiceName(voice.to_string()).into());
-    }
-    let path = cache.voices().join(format!("{voice}.bin"));
-    if !path.is_file() {
-        return Err(InputError::UnknownVoice { name: voice.to_string(), dir: cache.voices() }.into());
-    }
-    Ok(VoicePack::from_bin_file(&path)?)
-}

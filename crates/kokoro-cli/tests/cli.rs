@@ -216,3 +216,50 @@ fn fetch_refuses_a_tampered_download() {
     assert!(stderr(&o).contains("sha256 mismatch for"), "{}", stderr(&o));
     assert!(!downloads.join("kokoro-js-1.2.1.tgz").exists(), "the bad file is removed");
 }
+
+#[test]
+fn voices_list_info_and_mix() {
+    let o = kokoro(&["voices", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(out.lines().count(), 54);
+    assert!(out.lines().any(|l| l.starts_with("bf_emma") && l.contains("British English") && l.ends_with("female")));
+
+    // The mix written by the CLI equals (2 bella + sky) / 3, element by element.
+    let m = tmp("m.bin");
+    let o = kokoro(&["voices", "mix", "af_bella(2)+af_sky(1)", "--out", m.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let floats = |p: &Path| -> Vec<f32> {
+        std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    };
+    let (mix, bella, sky) = (floats(&m), floats(&cache().join("voices/af_bella.bin")), floats(&cache().join("voices/af_sky.bin")));
+    assert_eq!(mix.len(), 510 * 256);
+    for i in 0..mix.len() {
+        let want = (2.0 * bella[i] as f64 + sky[i] as f64) / 3.0;
+        assert!((mix[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "value {i}: {} vs {want}", mix[i]);
+    }
+
+    let o = kokoro(&["voices", "info", "af_sky + af_bella(2)"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8(o.stdout).unwrap().contains("key:       af_bella(0.666667)+af_sky(0.333333)"));
+
+    // A mix speaks, too.
+    let wav = tmp("mix.wav");
+    let o = kokoro(&["say", "Hi.", "--voice", "af_bella(2)+af_sky(1)", "--deterministic", "--out", wav.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_voice_specs_exit_2_with_the_position() {
+    for (spec, message) in [
+        ("af_bella(2", "at character 11: expected ')' after the weight"),
+        ("af_bella+../etc", "at character 10: expected a voice name, found '.'"),
+        ("../../etc/passwd", "invalid voice name"),
+        ("af_bella+zz_nobody", "unknown voice \"zz_nobody\""),
+        ("af_bella(1)-af_bella(1)", "cannot be normalized"),
+    ] {
+        let o = kokoro(&["voices", "mix", spec, "--out", tmp("bad.bin").to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{spec}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{spec}: expected {message:?} in {}", stderr(&o));
+    }
+}

@@ -1,0 +1,201 @@
+//! `kokoro voices list | info | mix`, and the voice lookup `say` uses: names and mixes
+//! (`af_bella(2)+af_sky(1)`) resolved against the cached voices folder or a bundle file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use kokoro_voice::format::{read_voice_file, write_safetensors};
+use kokoro_voice::{MixSpec, STYLE_WIDTH, VOICE_ROWS, Voice, VoiceError, check_voice_name};
+
+use crate::fetch::Cache;
+
+/// Where named voices come from.
+#[derive(Args, Debug, Clone, Default)]
+pub struct VoiceSource {
+    /// Folder of raw .bin packs (default: the cache's voices folder, filled by `kokoro fetch`).
+    #[arg(long, global = true)]
+    pub voices_dir: Option<PathBuf>,
+    /// A voice bundle (.npz such as kokoro-onnx's voices-v1.0.bin, or safetensors) instead.
+    #[arg(long, global = true, conflicts_with = "voices_dir")]
+    pub voices_file: Option<PathBuf>,
+}
+
+/// Errors in what the user asked for (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum VoiceInputError {
+    #[error(transparent)]
+    Voice(#[from] VoiceError),
+    #[error("unknown voice {name:?}: not in {}", place.display())]
+    Unknown { name: String, place: PathBuf },
+}
+
+impl VoiceSource {
+    fn place(&self, cache: &Cache) -> PathBuf {
+        self.voices_file.clone().or_else(|| self.voices_dir.clone()).unwrap_or_else(|| cache.voices())
+    }
+
+    /// Loads one voice by name.
+    pub fn load(&self, cache: &Cache, name: &str) -> Result<Voice> {
+        check_voice_name(name).map_err(VoiceInputError::from)?;
+        let unknown = || VoiceInputError::Unknown { name: name.to_string(), place: self.place(cache) };
+        if let Some(file) = &self.voices_file {
+            let voices = read_voice_file(file).map_err(VoiceInputError::from)?;
+            return Ok(voices.into_iter().find(|(n, _)| n == name).ok_or_else(unknown)?.1);
+        }
+        let path = self.place(cache).join(format!("{name}.bin"));
+        if !path.is_file() {
+            return Err(unknown().into());
+        }
+        let mut voices = read_voice_file(&path).map_err(VoiceInputError::from)?;
+        Ok(voices.remove(0).1)
+    }
+
+    /// Loads a name or a mix.
+    pub fn load_spec(&self, cache: &Cache, spec: &str, normalize: bool) -> Result<Voice> {
+        // Without mix syntax it is one name: report a bad one as a bad name, not a bad mix.
+        if !spec.contains(['+', '(']) && !spec.trim_start().get(1..).is_some_and(|rest| rest.contains('-')) {
+            return self.load(cache, spec.trim());
+        }
+        let mix = MixSpec::parse(spec).map_err(|e| VoiceInputError::from(VoiceError::from(e)))?;
+        let mix = if normalize { mix } else { mix.unnormalized() };
+        if let Some(name) = mix.single() {
+            return self.load(cache, name);
+        }
+        let mut failure = None;
+        let voice = mix.mix(|name| {
+            self.load(cache, name).map_err(|e| {
+                let message = format!("{e:#}");
+                failure = Some(e);
+                VoiceError::Unknown(message)
+            })
+        });
+        match (voice, failure) {
+            (_, Some(e)) => Err(e),
+            (v, None) => Ok(v.map_err(VoiceInputError::from)?),
+        }
+    }
+
+    /// Every voice name available, sorted.
+    pub fn names(&self, cache: &Cache) -> Result<Vec<String>> {
+        if let Some(file) = &self.voices_file {
+            return Ok(read_voice_file(file).map_err(VoiceInputError::from)?.into_iter().map(|(n, _)| n).collect());
+        }
+        let dir = self.place(cache);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {} (run `kokoro fetch`?)", dir.display()))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".bin")).map(str::to_string))
+            .filter(|n| kokoro_voice::is_valid_voice_name(n))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VoicesCommand {
+    /// List the voices (language and gender from the name's prefix).
+    List,
+    /// Describe a voice or a mix: where it comes from, its shape and value statistics.
+    Info {
+        /// A name (af_heart) or a mix (af_bella(2)+af_sky(1)).
+        spec: String,
+    },
+    /// Mix voices and write the result (.bin raw f32, or .safetensors).
+    Mix {
+        /// The mix, Kokoro-FastAPI syntax: af_bella(2)+af_sky(1), '-' subtracts.
+        spec: String,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Use the weights as written instead of normalizing them to sum to 1.
+        #[arg(long)]
+        no_normalize: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct VoicesArgs {
+    #[command(subcommand)]
+    command: VoicesCommand,
+    #[command(flatten)]
+    source: VoiceSource,
+}
+
+/// Language and gender of a voice from its two-letter prefix (Kokoro's naming).
+fn describe(name: &str) -> (&'static str, &'static str) {
+    let mut b = name.bytes();
+    let language = match b.next() {
+        Some(b'a') => "American English",
+        Some(b'b') => "British English",
+        Some(b'e') => "Spanish",
+        Some(b'f') => "French",
+        Some(b'h') => "Hindi",
+        Some(b'i') => "Italian",
+        Some(b'j') => "Japanese",
+        Some(b'p') => "Brazilian Portuguese",
+        Some(b'z') => "Mandarin Chinese",
+        _ => "unknown",
+    };
+    let gender = match b.next() {
+        Some(b'f') => "female",
+        Some(b'm') => "male",
+        _ => "unknown",
+    };
+    (language, gender)
+}
+
+pub fn voices(cache: &Cache, args: VoicesArgs) -> Result<()> {
+    let source = &args.source;
+    match args.command {
+        VoicesCommand::List => {
+            let mut out = std::io::stdout().lock();
+            for name in source.names(cache)? {
+                let (language, gender) = describe(&name);
+                // A closed pipe (`kokoro voices list | head`) ends the listing quietly.
+                if writeln!(out, "{name:<14} {language:<22} {gender}").is_err() {
+                    break;
+                }
+            }
+        }
+        VoicesCommand::Info { spec } => {
+            let voice = source.load_spec(cache, &spec, true)?;
+            let mix = MixSpec::parse(&spec).map_err(|e| VoiceInputError::from(VoiceError::from(e)))?;
+            println!("voice:     {spec}");
+            println!("key:       {}", mix.canonical().map_err(|e| VoiceInputError::from(VoiceError::from(e)))?);
+            if mix.single().is_none() {
+                for (name, w) in mix.weights().map_err(|e| VoiceInputError::from(VoiceError::from(e)))? {
+                    println!("  {name:<14} weight {w:+.4}");
+                }
+            } else {
+                let (language, gender) = describe(&spec);
+                println!("language:  {language}\ngender:    {gender}");
+            }
+            println!("source:    {}", source.place(cache).display());
+            println!("shape:     {VOICE_ROWS} x 1 x {STYLE_WIDTH} f32 ({} bytes)", voice.byte_size());
+            let v = voice.values();
+            let mean = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
+            let std = (v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+            let (min, max) = v.iter().fold((f32::MAX, f32::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+            println!("values:    mean {mean:.4}, std {std:.4}, min {min:.4}, max {max:.4}");
+        }
+        VoicesCommand::Mix { spec, out, no_normalize } => {
+            let voice = source.load_spec(cache, &spec, !no_normalize)?;
+            write_voice(&out, &spec, voice)?;
+            eprintln!("wrote {} ({spec})", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn write_voice(out: &Path, spec: &str, voice: Voice) -> Result<()> {
+    let bytes = if out.extension().is_some_and(|e| e == "safetensors") {
+        let name: String = spec.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+        write_safetensors(&[(name, voice)])?
+    } else {
+        voice.to_bin_bytes()
+    };
+    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))
+}

@@ -1,0 +1,150 @@
+//! Reading voices in every published format, recognised by content (kokoro-onnx names its `.npz`
+//! bundle `voices-v1.0.bin`, so the extension cannot be trusted).
+
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+use crate::{VOICE_BIN_BYTES, VOICE_LEN, Voice, VoiceError};
+
+/// A voice file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoiceFormat {
+    /// One raw pack: 510 x 1 x 256 little-endian f32, nothing else.
+    Bin,
+    /// A zip of `.npy` arrays, one per voice (numpy's `savez`; kokoro-onnx's `voices-v1.0.bin`).
+    Npz,
+    /// Safetensors, one tensor per voice.
+    Safetensors,
+}
+
+impl VoiceFormat {
+    /// Recognises a format by its first bytes and length.
+    pub fn detect(bytes: &[u8]) -> Option<Self> {
+        if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+            return Some(Self::Npz);
+        }
+        if bytes.len() >= 9 {
+            let header = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+            if header > 1 && header < bytes.len() as u64 && bytes[8] == b'{' {
+                return Some(Self::Safetensors);
+            }
+        }
+        (bytes.len() == VOICE_BIN_BYTES).then_some(Self::Bin)
+    }
+}
+
+/// Reads every voice in `bytes`. A raw `.bin` pack has no name inside: it gets `name`.
+/// `what` names the source in errors.
+pub fn read_voices(bytes: &[u8], name: &str, what: &str) -> Result<Vec<(String, Voice)>, VoiceError> {
+    match VoiceFormat::detect(bytes) {
+        Some(VoiceFormat::Bin) => Ok(vec![(name.to_string(), Voice::from_bin_bytes(bytes, what)?)]),
+        Some(VoiceFormat::Npz) => read_npz(bytes, what),
+        Some(VoiceFormat::Safetensors) => read_safetensors(bytes, what),
+        None => Err(VoiceError::BadFile {
+            what: what.to_string(),
+            message: format!(
+                "not a voice file: neither a raw pack ({VOICE_BIN_BYTES} bytes), an .npz bundle nor safetensors ({} bytes)",
+                bytes.len()
+            ),
+        }),
+    }
+}
+
+/// Reads a voice file; a raw pack is named after the file.
+pub fn read_voice_file(path: &Path) -> Result<Vec<(String, Voice)>, VoiceError> {
+    let what = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| VoiceError::Io(what.clone(), e))?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("voice");
+    read_voices(&bytes, stem, &what)
+}
+
+fn bad(what: &str, message: impl Into<String>) -> VoiceError {
+    VoiceError::BadFile { what: what.to_string(), message: message.into() }
+}
+
+fn read_npz(bytes: &[u8], what: &str) -> Result<Vec<(String, Voice)>, VoiceError> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(what, format!("not a valid .npz (zip): {e}")))?;
+    let mut out = Vec::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| bad(what, format!("entry {i}: {e}")))?;
+        let entry_name = entry.name().map_err(|e| bad(what, format!("entry {i}: {e}")))?.to_string();
+        let Some(name) = entry_name.strip_suffix(".npy").map(str::to_string) else { continue };
+        let mut npy = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut npy).map_err(|e| bad(what, format!("{name}: {e}")))?;
+        let entry_what = format!("{what}: {name}");
+        out.push((name, Voice::from_values(read_npy(&npy, &entry_what)?, &entry_what)?));
+    }
+    if out.is_empty() {
+        return Err(bad(what, "the .npz holds no .npy arrays"));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// The values of a little-endian float32 `.npy` array of 510 x 256 (any shape with that many
+/// values whose dimensions are 510, 1 and 256, in C order).
+fn read_npy(npy: &[u8], what: &str) -> Result<Vec<f32>, VoiceError> {
+    let rest = npy.strip_prefix(b"\x93NUMPY").ok_or_else(|| bad(what, "not an .npy array (no magic)"))?;
+    let (major, rest) = rest.split_first().ok_or_else(|| bad(what, "truncated .npy header"))?;
+    let rest = rest.get(1..).ok_or_else(|| bad(what, "truncated .npy header"))?;
+    let (len, rest) = match major {
+        1 => (rest.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize), rest.get(2..)),
+        2 | 3 => (rest.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize), rest.get(4..)),
+        v => return Err(bad(what, format!(".npy version {v} is not supported"))),
+    };
+    let (len, rest) = len.zip(rest).ok_or_else(|| bad(what, "truncated .npy header"))?;
+    let header = rest.get(..len).ok_or_else(|| bad(what, "truncated .npy header"))?;
+    let header = std::str::from_utf8(header).map_err(|_| bad(what, ".npy header is not text"))?;
+    let data = &rest[len..];
+    let field = |key: &str| -> Option<&str> {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        Some(header[at..].trim_start_matches([':', ' ']))
+    };
+    let descr = field("descr").and_then(|d| d.strip_prefix('\'')).and_then(|d| d.split('\'').next()).unwrap_or("");
+    if descr != "<f4" {
+        return Err(bad(what, format!("dtype {descr:?} is not supported (voices are little-endian float32, '<f4')")));
+    }
+    if field("fortran_order").is_some_and(|f| f.starts_with("True")) {
+        return Err(bad(what, "Fortran-ordered arrays are not supported"));
+    }
+    let shape = field("shape").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).unwrap_or("");
+    let dims: Vec<usize> = shape.split(',').filter_map(|d| d.trim().parse().ok()).collect();
+    if dims.iter().product::<usize>() != VOICE_LEN || dims.iter().any(|d| ![1, 256, 510].contains(d)) {
+        return Err(bad(what, format!("shape ({shape}) is not a voice (510, 1, 256)")));
+    }
+    if data.len() != VOICE_LEN * 4 {
+        return Err(bad(what, format!("{} data bytes for shape ({shape}), expected {}", data.len(), VOICE_LEN * 4)));
+    }
+    Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn read_safetensors(bytes: &[u8], what: &str) -> Result<Vec<(String, Voice)>, VoiceError> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(what, format!("not valid safetensors: {e}")))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let entry_what = format!("{what}: {name}");
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(bad(&entry_what, format!("dtype {:?} is not supported (voices are F32)", view.dtype())));
+        }
+        if view.shape().iter().product::<usize>() != VOICE_LEN {
+            return Err(VoiceError::BadShape { what: entry_what, message: format!("shape {:?} is not a voice (510, 1, 256)", view.shape()) });
+        }
+        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        out.push((name, Voice::from_values(values, &entry_what)?));
+    }
+    if out.is_empty() {
+        return Err(bad(what, "the safetensors file holds no tensors"));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Writes voices as one safetensors file (F32, shape 510 x 1 x 256 each).
+pub fn write_safetensors(voices: &[(String, Voice)]) -> Result<Vec<u8>, VoiceError> {
+    let bytes: Vec<(String, Vec<u8>)> = voices.iter().map(|(n, v)| (n.clone(), v.to_bin_bytes())).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .map(|(n, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![510, 1, 256], b).unwrap()))
+        .collect();
+    safetensors::serialize(views, None).map_err(|e| bad("safetensors", e.to_string()))
+}
