@@ -1,16 +1,19 @@
-//! Everything about Kokoro voices that is not the model: reading every published format, and
-//! weighted mixing with Kokoro-FastAPI's syntax. Voices are plain `f32` arrays here (no burn).
+//! Everything about Kokoro voices that is not the model: reading every published format, weighted
+//! mixing with Kokoro-FastAPI's syntax, and a bounded voice cache ([`cache`]). Voices are plain
+//! `f32` arrays here (no burn).
 //!
 //! Formats ([`format`]): raw `.bin` (510 x 1 x 256 little-endian f32, as kokoro-js and the ONNX
 //! exports ship them), `.npz` bundles (kokoro-onnx's `voices-v1.0.bin`), safetensors (one tensor per
 //! voice). Crates: `zip` for `.npz`, `safetensors` for safetensors; the `.npy` header is parsed here
 //! (a dozen lines, no crate needed).
 
+pub mod cache;
 pub mod format;
 pub mod mix;
 
 use std::sync::Arc;
 
+pub use cache::{CacheSnapshot, CacheStats, VoiceCache};
 pub use format::{VoiceFormat, read_voices};
 pub use mix::{MixSpec, MixTerm};
 
