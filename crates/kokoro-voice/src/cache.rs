@@ -35,6 +35,8 @@ pub struct CacheStats {
     pub coalesced: u64,
     /// Voices loaded but larger than the whole budget, so not kept.
     pub uncacheable: u64,
+    /// Voices loaded ahead of need by [`VoiceCache::prefetch`].
+    pub prefetches: u64,
     /// Load times: counts of loads under 1 ms, 10 ms, 100 ms, 1 s, and longer.
     pub load_time_histogram: [u64; 5],
 }
@@ -185,6 +187,35 @@ impl VoiceCache {
             let Some(k) = inner.lru(false) else { break };
             inner.remove(&k);
         }
+    }
+
+    /// Loads `key` ahead of need if it is not cached, without counting a request (no hit, no
+    /// miss) and as the least recently used entry, so a wrong guess is the first to go.
+    pub fn prefetch(&self, key: &str, load: impl FnOnce() -> Result<Voice, VoiceError>) -> Result<(), VoiceError> {
+        {
+            let inner = self.lock();
+            if inner.entries.contains_key(key) || inner.loading.contains(key) {
+                return Ok(());
+            }
+        }
+        let start = Instant::now();
+        let voice = load()?;
+        let mut inner = self.lock();
+        if !inner.entries.contains_key(key) {
+            inner.stats.prefetches += 1;
+            inner.insert(key, voice, start.elapsed(), false);
+            let oldest = inner.entries.values().map(|e| e.last_used).min().unwrap_or(0);
+            if let Some(e) = inner.entries.get_mut(key) {
+                e.last_used = oldest.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes the budget still has room for.
+    pub fn free_bytes(&self) -> usize {
+        let inner = self.lock();
+        inner.budget.saturating_sub(inner.bytes)
     }
 
     /// Is `key` cached (without counting as a use)?

@@ -7,13 +7,17 @@
 //! voice). Crates: `zip` for `.npz`, `safetensors` for safetensors; the `.npy` header is parsed here
 //! (a dozen lines, no crate needed).
 
+pub mod analytics;
 pub mod cache;
 pub mod format;
 pub mod mix;
+pub mod predict;
 
 use std::sync::Arc;
 
+pub use analytics::UsageAnalytics;
 pub use cache::{CacheSnapshot, CacheStats, VoiceCache};
+pub use predict::{Prefetcher, predict, replay, synthetic_trace};
 pub use format::{VoiceFormat, read_voices};
 pub use mix::{MixSpec, MixTerm};
 
