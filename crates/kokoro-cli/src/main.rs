@@ -8,6 +8,7 @@ mod device;
 mod fetch;
 mod say;
 mod text;
+mod voice_bench;
 mod voices;
 
 use std::path::PathBuf;

@@ -124,7 +124,12 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
     };
     let voice = match &args.voice_file {
         Some(path) => VoicePack::from_bin_file(path)?,
-        None => args.voice_source.load_spec(cache, &args.voice, true)?.into(),
+        None => {
+            let start = Instant::now();
+            let voice = args.voice_source.load_spec(cache, &args.voice, true)?;
+            crate::voices::record_usage(cache, &args.voice, start.elapsed());
+            voice.into()
+        }
     };
     let device = args.device.device()?;
     let load_start = Instant::now();

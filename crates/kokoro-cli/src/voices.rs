@@ -103,6 +103,14 @@ pub enum VoicesCommand {
         /// A name (af_heart) or a mix (af_bella(2)+af_sky(1)).
         spec: String,
     },
+    /// Cache-hit latency, cold load per format, and hit rates of a replayed trace.
+    Bench,
+    /// Usage analytics recorded by `kokoro say` (requests, load times, busiest hour).
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Mix voices and write the result (.bin raw f32, or .safetensors).
     Mix {
         /// The mix, Kokoro-FastAPI syntax: af_bella(2)+af_sky(1), '-' subtracts.
@@ -181,6 +189,17 @@ pub fn voices(cache: &Cache, args: VoicesArgs) -> Result<()> {
             let (min, max) = v.iter().fold((f32::MAX, f32::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
             println!("values:    mean {mean:.4}, std {std:.4}, min {min:.4}, max {max:.4}");
         }
+        VoicesCommand::Bench => crate::voice_bench::bench(cache, source)?,
+        VoicesCommand::Stats { json } => {
+            let analytics = load_usage(cache);
+            if json {
+                println!("{}", analytics.to_json());
+            } else if analytics.voices.is_empty() {
+                println!("no usage recorded yet in {} (kokoro say records it)", usage_path(cache).display());
+            } else {
+                print!("{}", analytics.report());
+            }
+        }
         VoicesCommand::Mix { spec, out, no_normalize } => {
             let voice = source.load_spec(cache, &spec, !no_normalize)?;
             write_voice(&out, &spec, voice)?;
@@ -198,4 +217,31 @@ fn write_voice(out: &Path, spec: &str, voice: Voice) -> Result<()> {
         voice.to_bin_bytes()
     };
     std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))
+}
+
+/// Where `say` keeps voice usage analytics.
+pub fn usage_path(cache: &Cache) -> PathBuf {
+    cache.root.join("voice-usage.json")
+}
+
+/// The saved analytics (empty when none, or unreadable: analytics never fail a request).
+pub fn load_usage(cache: &Cache) -> kokoro_voice::UsageAnalytics {
+    std::fs::read_to_string(usage_path(cache))
+        .ok()
+        .and_then(|j| kokoro_voice::UsageAnalytics::from_json(&j).ok())
+        .unwrap_or_default()
+}
+
+/// Records one request (and its load time) in the saved analytics; failures are only reported.
+pub fn record_usage(cache: &Cache, spec: &str, load_time: std::time::Duration) {
+    let key = MixSpec::parse(spec).ok().and_then(|m| m.canonical().ok()).unwrap_or_else(|| spec.to_string());
+    let mut analytics = load_usage(cache);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    analytics.record_request(&key, now);
+    analytics.record_load(&key, load_time);
+    // Write then rename, so that a concurrent reader never sees half a file.
+    let tmp = usage_path(cache).with_extension(format!("json.{}", std::process::id()));
+    if let Err(e) = std::fs::write(&tmp, analytics.to_json()).and_then(|()| std::fs::rename(&tmp, usage_path(cache))) {
+        eprintln!("note: could not save voice usage to {}: {e}", usage_path(cache).display());
+    }
 }

@@ -263,3 +263,32 @@ fn bad_voice_specs_exit_2_with_the_position() {
         assert!(stderr(&o).contains(message), "{spec}: expected {message:?} in {}", stderr(&o));
     }
 }
+
+#[test]
+fn voices_bench_and_usage_stats() {
+    let o = kokoro(&["voices", "bench"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    for needle in ["cache hit (200,000 lookups): p50", "| .npz bundle |", "| safetensors bundle |", "| 8 |"] {
+        assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
+    }
+    // `say` records usage under the mix's canonical key; `voices stats` reports it.
+    let root = tmp("usage-cache");
+    std::fs::create_dir_all(root.join("voices")).unwrap();
+    for f in ["kokoro-v1_0-int8.safetensors", "kokoro-v1_0-int8.onnx"] {
+        std::os::unix::fs::symlink(cache().join(f), root.join(f)).unwrap();
+    }
+    for v in ["af_bella", "af_sky"] {
+        std::fs::copy(cache().join(format!("voices/{v}.bin")), root.join(format!("voices/{v}.bin"))).unwrap();
+    }
+    let wav = tmp("usage.wav");
+    let cache_arg = root.to_str().unwrap();
+    for _ in 0..2 {
+        let o = kokoro(&["--cache", cache_arg, "say", "Hi.", "--voice", "af_sky + af_bella(2)", "--out", wav.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = kokoro(&["--cache", cache_arg, "voices", "stats", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["voices"]["af_bella(0.666667)+af_sky(0.333333)"]["requests"], 2);
+}

@@ -148,3 +148,26 @@ pub fn write_safetensors(voices: &[(String, Voice)]) -> Result<Vec<u8>, VoiceErr
         .collect();
     safetensors::serialize(views, None).map_err(|e| bad("safetensors", e.to_string()))
 }
+
+/// Writes voices as an `.npz` bundle (stored, like numpy's `savez`): one `NAME.npy` per voice,
+/// `<f4`, shape (510, 1, 256).
+pub fn write_npz(voices: &[(String, Voice)]) -> Result<Vec<u8>, VoiceError> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, voice) in voices {
+        let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (510, 1, 256), }".to_string();
+        // Magic (6) + version (2) + length (2) + header + newline, padded to a multiple of 64.
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        zip.start_file(format!("{name}.npy"), options).map_err(|e| bad("npz", e.to_string()))?;
+        let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+        npy.extend((header.len() as u16).to_le_bytes());
+        npy.extend(header.as_bytes());
+        npy.extend(voice.to_bin_bytes());
+        zip.write_all(&npy).map_err(|e| bad("npz", e.to_string()))?;
+    }
+    Ok(zip.finish().map_err(|e| bad("npz", e.to_string()))?.into_inner())
+}

@@ -12,12 +12,14 @@ pub mod cache;
 pub mod format;
 pub mod mix;
 pub mod predict;
+pub mod prewarm;
 
 use std::sync::Arc;
 
 pub use analytics::UsageAnalytics;
 pub use cache::{CacheSnapshot, CacheStats, VoiceCache};
 pub use predict::{Prefetcher, predict, replay, synthetic_trace};
+pub use prewarm::{Prewarm, PrewarmProgress};
 pub use format::{VoiceFormat, read_voices};
 pub use mix::{MixSpec, MixTerm};
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use kokoro_voice::format::{VoiceFormat, read_voice_file, read_voices, write_safetensors};
+use kokoro_voice::format::{VoiceFormat, read_voice_file, read_voices, write_npz, write_safetensors};
 use kokoro_voice::{MixSpec, Voice};
 
 fn voices_dir() -> PathBuf {
@@ -42,6 +42,14 @@ fn safetensors_round_trip() {
     let bytes = write_safetensors(&voices).unwrap();
     assert_eq!(VoiceFormat::detect(&bytes), Some(VoiceFormat::Safetensors));
     assert_eq!(read_voices(&bytes, "unused", "mem").unwrap(), voices);
+}
+
+#[test]
+fn npz_written_here_reads_back_like_numpys() {
+    let voices = vec![("af_bella".to_string(), bin("af_bella")), ("af_sky".to_string(), bin("af_sky"))];
+    let ours = read_voices(&write_npz(&voices).unwrap(), "x", "ours.npz").unwrap();
+    let numpys = read_voices(&fixture("bella_sky.npz"), "x", "bella_sky.npz").unwrap();
+    assert_eq!(ours, numpys);
 }
 
 #[test]
