@@ -15,13 +15,17 @@ pub enum VoiceFormat {
     Npz,
     /// Safetensors, one tensor per voice.
     Safetensors,
+    /// PyTorch `torch.save` (a zip with `data.pkl`): the official voices' `.pt` form.
+    Pt,
 }
 
 impl VoiceFormat {
     /// Recognises a format by its first bytes and length.
     pub fn detect(bytes: &[u8]) -> Option<Self> {
         if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
-            return Some(Self::Npz);
+            let is_torch = zip::ZipArchive::new(Cursor::new(bytes))
+                .is_ok_and(|z| z.file_names().any(|n| n.is_ok_and(|n| n.ends_with("data.pkl"))));
+            return Some(if is_torch { Self::Pt } else { Self::Npz });
         }
         if bytes.len() >= 9 {
             let header = u64::from_le_bytes(bytes[..8].try_into().unwrap());
@@ -40,10 +44,17 @@ pub fn read_voices(bytes: &[u8], name: &str, what: &str) -> Result<Vec<(String, 
         Some(VoiceFormat::Bin) => Ok(vec![(name.to_string(), Voice::from_bin_bytes(bytes, what)?)]),
         Some(VoiceFormat::Npz) => read_npz(bytes, what),
         Some(VoiceFormat::Safetensors) => read_safetensors(bytes, what),
+        Some(VoiceFormat::Pt) => crate::torch::read_pt(bytes, name, what)?
+            .into_iter()
+            .map(|(n, values)| {
+                let voice = Voice::from_values(values, &format!("{what}: {n}"))?;
+                Ok((n, voice))
+            })
+            .collect(),
         None => Err(VoiceError::BadFile {
             what: what.to_string(),
             message: format!(
-                "not a voice file: neither a raw pack ({VOICE_BIN_BYTES} bytes), an .npz bundle nor safetensors ({} bytes)",
+                "not a voice file: neither a raw pack ({VOICE_BIN_BYTES} bytes), an .npz or .pt file nor safetensors ({} bytes)",
                 bytes.len()
             ),
         }),

@@ -3,8 +3,9 @@
 //! `f32` arrays here (no burn).
 //!
 //! Formats ([`format`]): raw `.bin` (510 x 1 x 256 little-endian f32, as kokoro-js and the ONNX
-//! exports ship them), `.npz` bundles (kokoro-onnx's `voices-v1.0.bin`), safetensors (one tensor per
-//! voice). Crates: `zip` for `.npz`, `safetensors` for safetensors; the `.npy` header is parsed here
+//! exports ship them), PyTorch `.pt` (the official voices; read by a small pickle reader that
+//! builds no objects), `.npz` bundles (kokoro-onnx's `voices-v1.0.bin`), safetensors (one tensor
+//! per voice). Crates: `zip` for `.npz`, `safetensors` for safetensors; the `.npy` header is parsed here
 //! (a dozen lines, no crate needed).
 
 pub mod analytics;
@@ -13,6 +14,8 @@ pub mod format;
 pub mod mix;
 pub mod predict;
 pub mod prewarm;
+pub mod store;
+mod torch;
 
 use std::sync::Arc;
 
@@ -20,6 +23,9 @@ pub use analytics::UsageAnalytics;
 pub use cache::{CacheSnapshot, CacheStats, VoiceCache};
 pub use predict::{Prefetcher, predict, replay, synthetic_trace};
 pub use prewarm::{Prewarm, PrewarmProgress};
+#[cfg(feature = "http")]
+pub use store::HttpStore;
+pub use store::{DirStore, VoiceStore};
 pub use format::{VoiceFormat, read_voices};
 pub use mix::{MixSpec, MixTerm};
 

@@ -37,6 +37,25 @@ fn npz_bundle_equals_the_raw_packs() {
 }
 
 #[test]
+fn torch_pt_voice_equals_the_raw_pack() {
+    // Written by scripts/make_voice_pt.py exactly as torch.save(tensor) lays it out.
+    let bytes = fixture("af_heart.pt");
+    assert_eq!(VoiceFormat::detect(&bytes), Some(VoiceFormat::Pt));
+    let voices = read_voices(&bytes, "af_heart", "af_heart.pt").unwrap();
+    assert_eq!(voices, vec![("af_heart".to_string(), bin("af_heart"))]);
+    // A pickle cut short is a clear error, not a panic.
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&bytes[..])).unwrap();
+    let mut pkl = Vec::new();
+    std::io::Read::read_to_end(&mut zip.by_name("af_heart/data.pkl").unwrap(), &mut pkl).unwrap();
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("af_heart/data.pkl", zip::write::SimpleFileOptions::default()).unwrap();
+    std::io::Write::write_all(&mut w, &pkl[..pkl.len() / 2]).unwrap();
+    let cut = w.finish().unwrap().into_inner();
+    let e = read_voices(&cut, "af_heart", "cut.pt").unwrap_err().to_string();
+    assert!(e.contains("cut.pt") && e.contains("data.pkl"), "{e}");
+}
+
+#[test]
 fn safetensors_round_trip() {
     let voices = vec![("af_heart".to_string(), bin("af_heart")), ("bm_george".to_string(), bin("bm_george"))];
     let bytes = write_safetensors(&voices).unwrap();

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Write a voice as `torch.save(tensor)` would (the official `voices/*.pt`), without PyTorch.
+
+A zip holding `<name>/data.pkl` (pickle protocol 2, the tensor rebuilt by
+`torch._utils._rebuild_tensor_v2` from a persistent storage id) and `<name>/data/0` (the raw
+little-endian float32 storage), shape (510, 1, 256). Used for kokoro-voice's `.pt` test fixture:
+
+  python3 scripts/make_voice_pt.py ~/.cache/kokoro-burn/voices/af_heart.bin af_heart.pt
+"""
+import collections
+import io
+import pickle
+import sys
+import types
+import zipfile
+
+torch = types.ModuleType("torch")
+torch_utils = types.ModuleType("torch._utils")
+sys.modules["torch"], sys.modules["torch._utils"] = torch, torch_utils
+
+
+class FloatStorage:
+    pass
+
+
+FloatStorage.__module__ = "torch"
+torch.FloatStorage = FloatStorage
+
+
+def _rebuild_tensor_v2(*args):
+    raise NotImplementedError
+
+
+_rebuild_tensor_v2.__module__ = "torch._utils"
+torch_utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+
+
+class Storage:
+    def __init__(self, key, numel):
+        self.key, self.numel = key, numel
+
+
+class Tensor:
+    def __init__(self, storage, shape):
+        self.storage, self.shape = storage, shape
+
+    def __reduce__(self):
+        stride = (256, 256, 1)
+        return (_rebuild_tensor_v2, (self.storage, 0, self.shape, stride, False, collections.OrderedDict()))
+
+
+class Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, Storage):
+            return ("storage", FloatStorage, obj.key, "cpu", obj.numel)
+        return None
+
+
+def main():
+    src, out = sys.argv[1], sys.argv[2]
+    data = open(src, "rb").read()
+    assert len(data) == 510 * 256 * 4, "a raw voice pack"
+    name = out.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump(Tensor(Storage("0", 510 * 256), (510, 1, 256)))
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(f"{name}/data.pkl", buf.getvalue())
+        z.writestr(f"{name}/data/0", data)
+        z.writestr(f"{name}/version", "3\n")
+
+
+if __name__ == "__main__":
+    main()
