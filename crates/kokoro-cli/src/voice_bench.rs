@@ -34,6 +34,7 @@ pub fn bench(cache: &Cache, source: &VoiceSource) -> Result<()> {
         })
         .collect();
     ns.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    crate::voices::print_snapshot(&vc.snapshot());
     println!("cache hit (200,000 lookups): p50 {:.2} us, p99 {:.2} us, max {:.1} us (target < 10 us)",
         percentile(&ns, 0.5) / 1e3, percentile(&ns, 0.99) / 1e3, ns[ns.len() - 1] / 1e3);
 
@@ -50,6 +51,13 @@ pub fn bench(cache: &Cache, source: &VoiceSource) -> Result<()> {
     }
     let s = t.elapsed().as_secs_f64();
     println!("| .bin (one file per voice) | {} | {:.2} ms | {:.3} ms |", bins.iter().map(Vec::len).sum::<usize>(), s * 1e3, s * 1e3 / n);
+    let pts: Vec<Vec<u8>> = voices.iter().map(|(n, v)| kokoro_voice::torch::write_pt(n, v)).collect::<Result<_, _>>()?;
+    let t = Instant::now();
+    for (b, (name, _)) in pts.iter().zip(&voices) {
+        std::hint::black_box(read_voices(b, name, name)?);
+    }
+    let s = t.elapsed().as_secs_f64();
+    println!("| .pt (torch.save, one file per voice) | {} | {:.2} ms | {:.3} ms |", pts.iter().map(Vec::len).sum::<usize>(), s * 1e3, s * 1e3 / n);
     for (label, bytes) in [(".npz bundle", &npz), ("safetensors bundle", &st)] {
         let t = Instant::now();
         let all = read_voices(bytes, "x", label)?;

@@ -105,6 +105,15 @@ pub enum VoicesCommand {
     },
     /// Cache-hit latency, cold load per format, and hit rates of a replayed trace.
     Bench,
+    /// Pre-warm voices (names or mixes) into a cache in the background, with progress, then
+    /// print the cache's snapshot.
+    Prewarm {
+        /// Voices to load and pin, comma-separated (af_heart,bf_emma,af_bella(2)+af_sky(1)).
+        list: String,
+        /// Cache budget in MiB.
+        #[arg(long, default_value_t = 64)]
+        budget_mib: usize,
+    },
     /// Usage analytics recorded by `kokoro say` (requests, load times, busiest hour).
     Stats {
         /// Print JSON instead of a table.
@@ -190,6 +199,21 @@ pub fn voices(cache: &Cache, args: VoicesArgs) -> Result<()> {
             println!("values:    mean {mean:.4}, std {std:.4}, min {min:.4}, max {max:.4}");
         }
         VoicesCommand::Bench => crate::voice_bench::bench(cache, source)?,
+        VoicesCommand::Prewarm { list, budget_mib } => {
+            let specs: Vec<String> = split_list(&list);
+            let vc = std::sync::Arc::new(kokoro_voice::VoiceCache::new(budget_mib << 20));
+            let (src, root) = (source.clone(), cache.root.clone());
+            let load = std::sync::Arc::new(move |spec: &str| {
+                src.load_spec(&Cache { root: root.clone() }, spec, true)
+                    .map_err(|e| VoiceError::BadFile { what: spec.to_string(), message: format!("{e:#}") })
+            });
+            let run = kokoro_voice::Prewarm::start(vc.clone(), specs, load, |p| eprintln!("{}", p.log_line()));
+            let failed = run.wait();
+            print_snapshot(&vc.snapshot());
+            if !failed.is_empty() {
+                anyhow::bail!("{} voice(s) failed to pre-warm: {}", failed.len(), failed.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>().join(", "));
+            }
+        }
         VoicesCommand::Stats { json } => {
             let analytics = load_usage(cache);
             if json {
@@ -243,5 +267,25 @@ pub fn record_usage(cache: &Cache, spec: &str, load_time: std::time::Duration) {
     let tmp = usage_path(cache).with_extension(format!("json.{}", std::process::id()));
     if let Err(e) = std::fs::write(&tmp, analytics.to_json()).and_then(|()| std::fs::rename(&tmp, usage_path(cache))) {
         eprintln!("note: could not save voice usage to {}: {e}", usage_path(cache).display());
+    }
+}
+
+/// Splits a comma-separated list of names and mixes (commas never occur inside a mix).
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// Prints a cache's inspection snapshot.
+pub fn print_snapshot(s: &kokoro_voice::CacheSnapshot) {
+    println!("cache: {} entries, {:.1} of {:.1} MiB in use", s.entries.len(), s.bytes as f64 / 1048576.0, s.budget as f64 / 1048576.0);
+    let st = &s.stats;
+    println!(
+        "stats: hits {} misses {} loads {} failures {} evictions {} coalesced {} prefetches {} uncacheable {}",
+        st.hits, st.misses, st.loads, st.load_failures, st.evictions, st.coalesced, st.prefetches, st.uncacheable
+    );
+    println!("load times: <1 ms {} | <10 ms {} | <100 ms {} | <1 s {} | longer {}",
+        st.load_time_histogram[0], st.load_time_histogram[1], st.load_time_histogram[2], st.load_time_histogram[3], st.load_time_histogram[4]);
+    for e in &s.entries {
+        println!("  {:<40} {:>8} bytes {:>6} hits  load {:>7.2} ms{}", e.key, e.bytes, e.hits, e.load_time.as_secs_f64() * 1e3, if e.pinned { "  pinned" } else { "" });
     }
 }

@@ -292,3 +292,18 @@ fn voices_bench_and_usage_stats() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["voices"]["af_bella(0.666667)+af_sky(0.333333)"]["requests"], 2);
 }
+
+#[test]
+fn voices_prewarm_reports_progress_and_pins() {
+    let o = kokoro(&["voices", "prewarm", "af_heart, bf_emma, af_bella(2)+af_sky(1)", "--budget-mib", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert_eq!(e.lines().filter(|l| l.starts_with("event=prewarm")).count(), 3, "{e}");
+    assert!(e.contains("done=3 total=3") && e.contains("status=ok"), "{e}");
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("cache: 3 entries"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.ends_with("pinned")).count(), 3, "{out}");
+    let o = kokoro(&["voices", "prewarm", "af_heart,../etc/passwd"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("1 voice(s) failed to pre-warm: ../etc/passwd"), "{}", stderr(&o));
+}

@@ -15,7 +15,7 @@ pub mod mix;
 pub mod predict;
 pub mod prewarm;
 pub mod store;
-mod torch;
+pub mod torch;
 
 use std::sync::Arc;
 

@@ -181,3 +181,24 @@ pub fn read_pt(bytes: &[u8], name: &str, what: &str) -> Result<Vec<(String, Vec<
         v => Ok(vec![(name.to_string(), tensor(v, name)?)]),
     }
 }
+
+/// What `torch.save` pickles for a contiguous float32 tensor of shape (510, 1, 256) in storage
+/// `"0"` (protocol 2; the same bytes for every voice).
+const VOICE_PICKLE: &[u8] = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00((X\x07\x00\x00\x00storageq\x01ctorch\nFloatStorage\nq\x02X\x01\x00\x00\x000q\x03X\x03\x00\x00\x00cpuq\x04J\x00\xfe\x01\x00tq\x05QK\x00M\xfe\x01K\x01M\x00\x01\x87q\x06M\x00\x01M\x00\x01K\x01\x87q\x07\x89ccollections\nOrderedDict\nq\x08)Rq\ttq\nRq\x0b.";
+
+/// A voice as `torch.save(tensor)` writes it (loadable by `torch.load`).
+pub fn write_pt(name: &str, voice: &crate::Voice) -> Result<Vec<u8>, VoiceError> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let io = |e: &dyn std::fmt::Display| bad(".pt", e.to_string());
+    for (entry, bytes) in [
+        (format!("{name}/data.pkl"), VOICE_PICKLE.to_vec()),
+        (format!("{name}/data/0"), voice.to_bin_bytes()),
+        (format!("{name}/version"), b"3\n".to_vec()),
+    ] {
+        zip.start_file(entry, options).map_err(|e| io(&e))?;
+        zip.write_all(&bytes).map_err(|e| io(&e))?;
+    }
+    Ok(zip.finish().map_err(|e| io(&e))?.into_inner())
+}

@@ -43,6 +43,9 @@ fn torch_pt_voice_equals_the_raw_pack() {
     assert_eq!(VoiceFormat::detect(&bytes), Some(VoiceFormat::Pt));
     let voices = read_voices(&bytes, "af_heart", "af_heart.pt").unwrap();
     assert_eq!(voices, vec![("af_heart".to_string(), bin("af_heart"))]);
+    // Our writer lays it out byte for byte as the fixture (stored zip, same pickle).
+    let ours = kokoro_voice::torch::write_pt("af_heart", &bin("af_heart")).unwrap();
+    assert_eq!(read_voices(&ours, "af_heart", "ours.pt").unwrap(), voices);
     // A pickle cut short is a clear error, not a panic.
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&bytes[..])).unwrap();
     let mut pkl = Vec::new();
