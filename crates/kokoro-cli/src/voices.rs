@@ -200,7 +200,12 @@ pub fn voices(cache: &Cache, args: VoicesArgs) -> Result<()> {
         }
         VoicesCommand::Bench => crate::voice_bench::bench(cache, source)?,
         VoicesCommand::Prewarm { list, budget_mib } => {
-            let specs: Vec<String> = split_list(&list);
+            // Cache keys are canonical, so "af_sky+af_bella(2)" and "af_bella(2)+af_sky" share an
+            // entry; a canonical key is itself a valid mix, so the loader takes it as it is.
+            let specs: Vec<String> = split_list(&list)
+                .into_iter()
+                .map(|s| MixSpec::parse(&s).ok().and_then(|m| m.canonical().ok()).unwrap_or(s))
+                .collect();
             let vc = std::sync::Arc::new(kokoro_voice::VoiceCache::new(budget_mib << 20));
             let (src, root) = (source.clone(), cache.root.clone());
             let load = std::sync::Arc::new(move |spec: &str| {

@@ -295,13 +295,14 @@ fn voices_bench_and_usage_stats() {
 
 #[test]
 fn voices_prewarm_reports_progress_and_pins() {
-    let o = kokoro(&["voices", "prewarm", "af_heart, bf_emma, af_bella(2)+af_sky(1)", "--budget-mib", "4"]);
+    let o = kokoro(&["voices", "prewarm", "af_heart, bf_emma, af_bella(2)+af_sky(1), af_sky + af_bella(2)", "--budget-mib", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let e = stderr(&o);
-    assert_eq!(e.lines().filter(|l| l.starts_with("event=prewarm")).count(), 3, "{e}");
-    assert!(e.contains("done=3 total=3") && e.contains("status=ok"), "{e}");
+    assert_eq!(e.lines().filter(|l| l.starts_with("event=prewarm")).count(), 4, "{e}");
+    assert!(e.contains("done=4 total=4") && e.contains("status=ok"), "{e}");
+    // The two spellings of one mix share one entry.
     let out = String::from_utf8(o.stdout).unwrap();
-    assert!(out.contains("cache: 3 entries"), "{out}");
+    assert!(out.contains("cache: 3 entries") && out.contains("af_bella(0.666667)+af_sky(0.333333)"), "{out}");
     assert_eq!(out.lines().filter(|l| l.ends_with("pinned")).count(), 3, "{out}");
     let o = kokoro(&["voices", "prewarm", "af_heart,../etc/passwd"]);
     assert!(!o.status.success());
