@@ -11,28 +11,11 @@ import collections
 import io
 import pickle
 import sys
-import types
 import zipfile
 
-torch = types.ModuleType("torch")
-torch_utils = types.ModuleType("torch._utils")
-sys.modules["torch"], sys.modules["torch._utils"] = torch, torch_utils
-
-
-class FloatStorage:
-    pass
-
-
-FloatStorage.__module__ = "torch"
-torch.FloatStorage = FloatStorage
-
-
-def _rebuild_tensor_v2(*args):
-    raise NotImplementedError
-
-
-_rebuild_tensor_v2.__module__ = "torch._utils"
-torch_utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+# The torch stand-ins (torch.FloatStorage, torch._utils._rebuild_tensor_v2) that pickle names.
+from make_test_pth import FloatStorage, _rebuild_tensor_v2  # noqa: E402
 
 
 class Storage:

@@ -92,7 +92,7 @@ pub struct G2P {
     pub unk: String,
     subtoken_regex: FancyRegex,
     link_regex: Regex,
-    spacy_tagger: crate::spacy_tagger::Tagger,
+    spacy_tagger: misaki_upstream::spacy_tagger::Tagger,
     spacy_tokenizer: crate::spacy_tokenizer::SpacyTokenizer,
     rules: Box<dyn LanguageRules>,
     fallback: Option<Box<dyn Fallback>>,
@@ -172,7 +172,7 @@ impl G2P {
             link_regex,
             // The ported spaCy tagger. Kept alongside the perceptron rather
             // than replacing it so the old one stays available for comparison.
-            spacy_tagger: crate::spacy_tagger::Tagger::load(),
+            spacy_tagger: misaki_upstream::spacy_tagger::Tagger::load(),
             spacy_tokenizer: crate::spacy_tokenizer::SpacyTokenizer::new(),
             rules,
             fallback,
@@ -586,7 +586,7 @@ impl G2P {
                 let norm = tok
                     .norm
                     .clone()
-                    .unwrap_or_else(|| crate::norms::norm_of(t, crate::spacy_tagger::hash_string));
+                    .unwrap_or_else(|| crate::norms::norm_of(t, misaki_upstream::spacy_tagger::hash_string));
                 (t.clone(), norm, !ws.is_empty())
             })
             .collect();

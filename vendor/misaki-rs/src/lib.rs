@@ -8,7 +8,7 @@ pub mod norms;
 pub mod symbols;
 pub mod spacy_tokenizer_data;
 pub mod spacy_tokenizer;
-pub mod spacy_tagger;
+pub use misaki_upstream::spacy_tagger;
 pub mod g2p;
 pub mod fallback;
 
