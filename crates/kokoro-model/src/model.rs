@@ -142,13 +142,93 @@ pub struct ForwardOutput {
     pub intermediates: Option<Intermediates>,
 }
 
+/// Tensors of the first half of a pass: everything up to the durations, which must be read to the
+/// host (the alignment is built there) before the second half can start.
+struct Prosody {
+    ids: Tensor<2, Int>,
+    d_en: Tensor<3>,
+    d: Tensor<3>,
+    /// Predicted frames per token before rounding: `[1, tokens]`.
+    sums: Tensor<2>,
+    style_decoder: Tensor<2>,
+    style_prosody: Tensor<2>,
+}
+
+/// Tensors of the second half; `audio` is `[1, samples]`.
+struct Rendered {
+    en: Tensor<3>,
+    f0: Tensor<2>,
+    n: Tensor<2>,
+    t_en: Tensor<3>,
+    asr: Tensor<3>,
+    generator_input: Tensor<3>,
+    spectrum: Tensor<3>,
+    audio: Tensor<2>,
+}
+
+/// Stage timer. With `sync` it waits for the device at each lap, so a lap is the stage's compute
+/// time; without (the browser, where waiting blocks) a lap is dispatch time, and the wait lands in
+/// the stage that reads a tensor back.
+struct StageClock<'a> {
+    device: &'a Device,
+    sync: bool,
+    start: Instant,
+    lap: Instant,
+}
+
+impl<'a> StageClock<'a> {
+    fn new(device: &'a Device, sync: bool) -> Self {
+        let now = Instant::now();
+        Self { device, sync, start: now, lap: now }
+    }
+
+    fn lap(&mut self) -> Result<Duration, Error> {
+        if self.sync {
+            self.device.sync().map_err(device_error)?;
+        }
+        let now = Instant::now();
+        let lap = now - self.lap;
+        self.lap = now;
+        Ok(lap)
+    }
+}
+
 impl KModel {
-    /// Synthesises one utterance (batch of one).
+    /// Synthesises one utterance (batch of one), waiting for the device where it reads tensors.
     pub fn forward(&self, input: &ForwardInput, device: &Device) -> Result<ForwardOutput, Error> {
+        let mut clock = StageClock::new(device, true);
+        let (prosody, bert) = self.prosody(input, device, &mut clock)?;
+        let sums = prosody.sums.clone().into_data().try_to_vec::<f32>().map_err(device_error)?;
+        let durations = round_durations(&sums, input.speed);
+        let (rendered, mut timings) = self.render(&prosody, &durations, input, device, &mut clock)?;
+        let audio = rendered.audio.clone().into_data().try_to_vec::<f32>().map_err(device_error)?;
+        timings.bert = bert;
+        timings.decoder = clock.lap()?;
+        timings.total = clock.start.elapsed();
+        Ok(output(prosody, rendered, durations, audio, timings, input.keep_intermediates))
+    }
+
+    /// The same pass for targets that cannot block on the device (WebGPU in a browser): reads
+    /// are awaited. Stage timings are dispatch times except where a read waits (see `StageClock`).
+    pub async fn forward_async(&self, input: &ForwardInput, device: &Device) -> Result<ForwardOutput, Error> {
+        let mut clock = StageClock::new(device, false);
+        let (prosody, bert) = self.prosody(input, device, &mut clock)?;
+        let sums = prosody.sums.clone().into_data_async().await.map_err(device_error)?;
+        let sums = sums.try_to_vec::<f32>().map_err(device_error)?;
+        let durations = round_durations(&sums, input.speed);
+        let (rendered, mut timings) = self.render(&prosody, &durations, input, device, &mut clock)?;
+        let audio = rendered.audio.clone().into_data_async().await.map_err(device_error)?;
+        let audio = audio.try_to_vec::<f32>().map_err(device_error)?;
+        timings.bert = bert;
+        timings.decoder = clock.lap()?;
+        timings.total = clock.start.elapsed();
+        Ok(output(prosody, rendered, durations, audio, timings, input.keep_intermediates))
+    }
+
+    /// PL-BERT, its projection and the duration head. Returns the tensors and PL-BERT's lap.
+    fn prosody(&self, input: &ForwardInput, device: &Device, clock: &mut StageClock) -> Result<(Prosody, Duration), Error> {
         let n_token = self.text_encoder.embedding.weight.val().dims()[0];
         validate(input, n_token)?;
-        let start = Instant::now();
-        let keep = input.keep_intermediates;
         let tokens = input.ids.len() + 2;
         let ids: Vec<i64> = std::iter::once(0).chain(input.ids.iter().map(|&i| i as i64)).chain([0]).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens]), device);
@@ -157,63 +237,79 @@ impl KModel {
         let half = STYLE_WIDTH / 2;
         let style_decoder = style.clone().slice([0..1, 0..half]);
         let style_prosody = style.slice([0..1, half..STYLE_WIDTH]);
-        let sync = || device.sync().map_err(device_error);
 
         // 1. PL-BERT and its projection: d_en [1, 512, tokens].
-        let t0 = Instant::now();
         let d_en = self.bert_encoder.forward(self.bert.forward(ids.clone(), None)).swap_dims(1, 2);
-        sync()?;
-        let bert = t0.elapsed();
+        let bert = clock.lap()?;
 
-        // 2. Prosody: durations, alignment, F0 and N.
-        let t0 = Instant::now();
+        // 2a. Prosody text encoder and the duration head: sums [tokens].
         let d = self.predictor.text_encoder.forward(d_en.clone(), style_prosody.clone());
         let sums = self.predictor.durations(d.clone());
-        let sums_host = sums.clone().into_data().try_to_vec::<f32>().map_err(device_error)?;
-        let durations = round_durations(&sums_host, input.speed);
+        Ok((Prosody { ids, d_en, d, sums, style_decoder, style_prosody }, bert))
+    }
+
+    /// Alignment, F0 and N, the text encoder and the decoder, for the rounded `durations`.
+    fn render(
+        &self,
+        p: &Prosody,
+        durations: &[u32],
+        input: &ForwardInput,
+        device: &Device,
+        clock: &mut StageClock,
+    ) -> Result<(Rendered, StageTimings), Error> {
         let frames: usize = durations.iter().map(|&f| f as usize).sum();
         // Alignment as a gather: frame f reads the token it belongs to (exactly d^T @ one-hot).
         let frame_token: Vec<i64> =
             durations.iter().enumerate().flat_map(|(t, &n)| std::iter::repeat_n(t as i64, n as usize)).collect();
         let frame_token = Tensor::<1, Int>::from_data(TensorData::new(frame_token, [frames]), device);
-        let en = d.clone().swap_dims(1, 2).select(2, frame_token.clone());
-        let (f0, n) = self.predictor.f0_n(en.clone(), style_prosody);
-        sync()?;
-        let predictor = t0.elapsed();
+
+        // 2b. en [1, 512, frames]; F0 and N [1, 2 * frames].
+        let en = p.d.clone().swap_dims(1, 2).select(2, frame_token.clone());
+        let (f0, n) = self.predictor.f0_n(en.clone(), p.style_prosody.clone());
+        let predictor = clock.lap()?;
 
         // 3. Text encoder: t_en [1, 512, tokens]; asr [1, 512, frames].
-        let t0 = Instant::now();
-        let t_en = self.text_encoder.forward(ids);
+        let t_en = self.text_encoder.forward(p.ids.clone());
         let asr = t_en.clone().select(2, frame_token);
-        sync()?;
-        let text_encoder = t0.elapsed();
+        let text_encoder = clock.lap()?;
 
-        // 4. Decoder and generator.
-        let t0 = Instant::now();
-        let out = self.decoder.forward(asr.clone(), f0.clone(), n.clone(), style_decoder, input.noise);
-        let audio = out.generator.audio.clone().into_data().try_to_vec::<f32>().map_err(device_error)?;
-        let decoder = t0.elapsed();
-        let total = start.elapsed();
-
-        let intermediates = keep.then(|| Intermediates {
-            d_en: HostTensor::from_tensor(d_en),
-            d: HostTensor::from_tensor(d),
-            duration_sums: HostTensor::from_tensor(sums),
-            en: HostTensor::from_tensor(en),
-            f0: HostTensor::from_tensor(f0),
-            n: HostTensor::from_tensor(n),
-            t_en: HostTensor::from_tensor(t_en),
-            asr: HostTensor::from_tensor(asr),
-            generator_input: HostTensor::from_tensor(out.generator_input),
-            spectrum: HostTensor::from_tensor(out.generator.spectrum),
-        });
-        Ok(ForwardOutput {
-            durations,
-            audio,
-            timings: StageTimings { bert, predictor, text_encoder, decoder, total },
-            intermediates,
-        })
+        // 4. Decoder and generator (its lap is taken once the audio is read).
+        let out = self.decoder.forward(asr.clone(), f0.clone(), n.clone(), p.style_decoder.clone(), input.noise);
+        let rendered = Rendered {
+            en,
+            f0,
+            n,
+            t_en,
+            asr,
+            generator_input: out.generator_input,
+            spectrum: out.generator.spectrum,
+            audio: out.generator.audio,
+        };
+        Ok((rendered, StageTimings { predictor, text_encoder, ..StageTimings::default() }))
     }
+}
+
+fn output(
+    p: Prosody,
+    r: Rendered,
+    durations: Vec<u32>,
+    audio: Vec<f32>,
+    timings: StageTimings,
+    keep: bool,
+) -> ForwardOutput {
+    let intermediates = keep.then(|| Intermediates {
+        d_en: HostTensor::from_tensor(p.d_en),
+        d: HostTensor::from_tensor(p.d),
+        duration_sums: HostTensor::from_tensor(p.sums),
+        en: HostTensor::from_tensor(r.en),
+        f0: HostTensor::from_tensor(r.f0),
+        n: HostTensor::from_tensor(r.n),
+        t_en: HostTensor::from_tensor(r.t_en),
+        asr: HostTensor::from_tensor(r.asr),
+        generator_input: HostTensor::from_tensor(r.generator_input),
+        spectrum: HostTensor::from_tensor(r.spectrum),
+    });
+    ForwardOutput { durations, audio, timings, intermediates }
 }
 
 fn device_error(e: impl std::fmt::Debug) -> Error {

@@ -9,7 +9,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// std's Instant panics in a browser; web-time is std's type natively.
+use web_time::Instant;
 
 use crate::{Voice, VoiceError};
 
@@ -39,6 +42,14 @@ pub struct CacheStats {
     pub prefetches: u64,
     /// Load times: counts of loads under 1 ms, 10 ms, 100 ms, 1 s, and longer.
     pub load_time_histogram: [u64; 5],
+}
+
+impl CacheStats {
+    fn record_load(&mut self, load_time: Duration) {
+        self.loads += 1;
+        let bucket = [1u128, 10, 100, 1000].iter().position(|&ms| load_time.as_millis() < ms).unwrap_or(4);
+        self.load_time_histogram[bucket] += 1;
+    }
 }
 
 /// One entry as [`VoiceCache::snapshot`] shows it.
@@ -133,9 +144,7 @@ impl VoiceCache {
         inner.loading.remove(key);
         match &result {
             Ok(voice) => {
-                inner.stats.loads += 1;
-                let bucket = [1u128, 10, 100, 1000].iter().position(|&ms| load_time.as_millis() < ms).unwrap_or(4);
-                inner.stats.load_time_histogram[bucket] += 1;
+                inner.stats.record_load(load_time);
                 inner.insert(key, voice.clone(), load_time, false);
             }
             Err(_) => inner.stats.load_failures += 1,
@@ -143,6 +152,52 @@ impl VoiceCache {
         drop(inner);
         self.loaded.notify_all();
         result
+    }
+
+    /// The cached voice for `key`, counted as a hit; `None`, counting nothing, when absent. With
+    /// [`Self::insert_loaded`] it serves callers whose loads are async (the browser awaits
+    /// IndexedDB and the network, which a synchronous `load` closure cannot).
+    pub fn get(&self, key: &str) -> Option<Voice> {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let now = inner.clock;
+        let e = inner.entries.get_mut(key)?;
+        e.last_used = now;
+        e.hits += 1;
+        let voice = e.voice.clone();
+        inner.stats.hits += 1;
+        Some(voice)
+    }
+
+    /// Inserts a voice the caller loaded after a [`Self::get`] miss, counting the miss and the
+    /// load as [`Self::get_or_load`] would; `pinned` keeps it through evictions.
+    pub fn insert_loaded(&self, key: &str, voice: Voice, load_time: Duration, pinned: bool) {
+        let mut inner = self.lock();
+        inner.stats.misses += 1;
+        inner.stats.record_load(load_time);
+        if let Some(old) = inner.entries.remove(key) {
+            inner.bytes -= old.bytes;
+        }
+        inner.insert(key, voice, load_time, pinned);
+    }
+
+    /// Drops `key` (pinned or not); true if it was cached. Counted as an eviction.
+    pub fn remove(&self, key: &str) -> bool {
+        let mut inner = self.lock();
+        let present = inner.entries.contains_key(key);
+        inner.remove(key);
+        present
+    }
+
+    /// Marks a cached entry pinned without loading anything; false if it is not cached.
+    pub fn pin_cached(&self, key: &str) -> bool {
+        match self.lock().entries.get_mut(key) {
+            Some(e) => {
+                e.pinned = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Keeps `key` (already cached, or loaded now) through evictions, unless the budget shrinks

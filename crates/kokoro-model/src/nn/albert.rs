@@ -9,7 +9,9 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu_approximate, softmax};
+use burn::tensor::activation::softmax;
+
+use super::gelu_tanh;
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::PlBertConfig;
@@ -190,7 +192,7 @@ impl AlbertLayer {
     /// - output: `[batch, tokens, hidden]`
     pub fn forward(&self, x: Tensor<3>, score_bias: Option<Tensor<4>>) -> Tensor<3> {
         let a = self.attention.forward(x, score_bias);
-        let f = self.ffn_output.forward(gelu_approximate(self.ffn.forward(a.clone())));
+        let f = self.ffn_output.forward(gelu_tanh(self.ffn.forward(a.clone())));
         self.full_layer_layer_norm.forward(f + a)
     }
 }

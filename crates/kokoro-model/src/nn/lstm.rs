@@ -8,7 +8,9 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
-use burn::tensor::activation::{sigmoid, tanh};
+use burn::tensor::activation::sigmoid;
+
+use super::tanh;
 use burn::tensor::{Device, Tensor};
 
 /// Configuration of a [`BiLstm`].

@@ -109,7 +109,7 @@ impl SourceModule {
             waves = waves + Tensor::<3>::random([batch, dim, len], Distribution::Normal(0.0, 1.0), &device) * amp;
         }
         // 5. Merge harmonics: Linear(dim -> 1), tanh.
-        self.l_linear.forward(waves.swap_dims(1, 2)).tanh().reshape([batch, len])
+        super::tanh(self.l_linear.forward(waves.swap_dims(1, 2))).reshape([batch, len])
     }
 }
 

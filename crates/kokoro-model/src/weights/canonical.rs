@@ -63,9 +63,14 @@ pub fn write_canonical(weights: &WeightSet, path: &Path) -> Result<(), LoadError
 /// Reads a canonical file, checking its metadata.
 pub fn read_canonical(path: &Path) -> Result<WeightSet, LoadError> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let p = path.display().to_string();
+    read_canonical_bytes(&bytes, &path.display().to_string())
+}
+
+/// Reads a canonical file already in memory (the browser's download); `what` names it in errors.
+pub fn read_canonical_bytes(bytes: &[u8], what: &str) -> Result<WeightSet, LoadError> {
+    let p = what.to_string();
     let corrupt = |reason: String| LoadError::Corrupt { path: p.clone(), format: "safetensors", reason };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     let get = |k: &str| meta.get(k).map(String::as_str);
     if get("format") != Some(FORMAT) || get("model") != Some(MODEL_ID) {
@@ -84,7 +89,7 @@ pub fn read_canonical(path: &Path) -> Result<WeightSet, LoadError> {
             reason: format!("unsupported format_version {:?} (this build reads {FORMAT_VERSION})", get("format_version")),
         });
     }
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
     let views: BTreeMap<String, TensorView> = st.tensors().into_iter().collect();
     let mut tensors = BTreeMap::new();
     for (name, view) in &views {

@@ -30,7 +30,7 @@ use burn::store::burn_pack::{Bytes, DType, Tensor as PackTensor};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter};
 use burn::tensor::Device;
 
-pub use canonical::{read_canonical, write_canonical};
+pub use canonical::{read_canonical, read_canonical_bytes, write_canonical};
 pub use onnx::import_onnx;
 pub use pth::import_pth;
 
@@ -250,6 +250,16 @@ impl Kokoro {
     pub fn load(path: &Path, device: &Device) -> Result<Self, LoadError> {
         let start = Instant::now();
         let weights = WeightSet::read(path)?;
+        let precision = weights.precision();
+        let config = KokoroConfig::v1();
+        let model = weights.into_model(&config, device)?;
+        Ok(Self { model, config, precision, load_time: start.elapsed() })
+    }
+
+    /// Loads from a canonical file's bytes (fetched rather than read from disk, as in a browser).
+    pub fn from_canonical_bytes(bytes: &[u8], what: &str, device: &Device) -> Result<Self, LoadError> {
+        let start = Instant::now();
+        let weights = canonical::read_canonical_bytes(bytes, what)?;
         let precision = weights.precision();
         let config = KokoroConfig::v1();
         let model = weights.into_model(&config, device)?;

@@ -1,0 +1,74 @@
+// Side by side in one Chromium run on this machine: kokoro-burn (this repo's npm package) and
+// kokoro-js 1.2.1 (npm), same text, same voice, same backend; time to first audio and real-time
+// factor. Everything is local: kokoro-js's hub and CDN URLs are routed to files on disk (the int8
+// export laid out by make_kokoro_js_model.py, the voices kokoro-js ships, the onnxruntime-web
+// build it bundles).
+//
+//   scripts/build-web.sh && (cd benches/browser && npm install --ignore-scripts)
+//   python3 benches/browser/make_kokoro_js_model.py     (misaki venv python: needs `onnx`)
+//   node benches/browser/bench.mjs [--device cpu|webgpu] [--text "..."]
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer } from '../../www/serve.mjs';
+import { launch } from '../../tests/browser/chromium.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const cache = process.env.KOKORO_CACHE || path.join(os.homedir(), '.cache', 'kokoro-burn');
+const modelDir = path.join(cache, 'kokoro-js-model');
+const arg = (name, dflt) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : dflt; };
+const device = arg('--device', 'cpu');
+const text = arg('--text', 'Kokoro is an open-weight text-to-speech model with eighty-two million parameters. ' +
+  'Despite its lightweight architecture, it delivers quality comparable to larger models while being significantly faster. ' +
+  'This benchmark reads the same three sentences with both runtimes.');
+const warm = 'Warming up.';
+
+for (const f of [path.join(modelDir, 'onnx/model_quantized.onnx'), path.join(here, 'node_modules/kokoro-js/dist/kokoro.web.js')]) {
+  if (!fs.existsSync(f)) throw new Error(`${f} is missing: see the setup lines at the top of this file`);
+}
+
+const server = await startServer({ extra: { '/bench/': here + '/', '/kokoro-js/': path.join(here, 'node_modules/kokoro-js/dist') + '/' } });
+const b = await launch({ webgpu: device === 'webgpu' });
+const hub = /^https:\/\/huggingface\.co\/onnx-community\/Kokoro-82M-v1\.0-ONNX\/resolve\/main\/(.+)$/;
+const cdn = /^https:\/\/cdn\.jsdelivr\.net\/npm\/@huggingface\/transformers@[^/]+\/dist\/(.+)$/;
+const served = [];
+await b.context.route(/^https:\/\//, async (route) => {
+  const url = route.request().url();
+  let file = null;
+  let m;
+  if ((m = url.match(hub))) file = m[1].startsWith('voices/') ? path.join(here, 'node_modules/kokoro-js', m[1]) : path.join(modelDir, m[1]);
+  else if ((m = url.match(cdn))) file = path.join(here, 'node_modules/onnxruntime-web/dist', m[1]);
+  if (!file || !fs.existsSync(file)) { served.push(`blocked ${url}`); return route.fulfill({ status: 404, body: 'offline benchmark' }); }
+  served.push(url);
+  const type = file.endsWith('.mjs') || file.endsWith('.js') ? 'text/javascript' : file.endsWith('.wasm') ? 'application/wasm' : file.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+  return route.fulfill({ status: 200, path: file, headers: { 'content-type': type, 'access-control-allow-origin': '*' } });
+});
+
+const results = [];
+try {
+  for (const which of ['benchOurs', 'benchKokoroJs']) {
+    // A fresh page each: neither runtime shares a worker, a cache or a heap with the other.
+    const page = await b.context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error') console.error('[page]', m.text()); });
+    await page.goto(server.url + 'bench/page.html');
+    await page.waitForFunction(() => window.ready);
+    results.push(await page.evaluate(([fn, args]) => window[fn](args), [which, { device, text, warm }]));
+    await page.close();
+  }
+} finally {
+  await b.close();
+  await server.close();
+}
+
+const blocked = served.filter((s) => s.startsWith('blocked'));
+if (blocked.length) console.log('blocked (not local):', blocked);
+console.log(`\nChromium ${device}, text of ${text.length} characters, voice af_heart, ${os.cpus().length} cores\n`);
+console.log('| runtime | backend | load (s) | time to first audio (s) | total (s) | audio (s) | RTF | chunks |');
+console.log('|---|---|---|---|---|---|---|---|');
+for (const r of results) {
+  console.log(`| ${r.runtime} | ${r.backend} | ${(r.loadMs / 1000).toFixed(2)} | ${(r.ttfaMs / 1000).toFixed(2)} | ${(r.totalMs / 1000).toFixed(2)} | ${r.audioSeconds.toFixed(2)} | ${r.rtf.toFixed(3)} | ${r.chunks} |`);
+}
+const [ours, theirs] = results;
+console.log(`\nratios kokoro-burn / kokoro-js: time to first audio ${(ours.ttfaMs / theirs.ttfaMs).toFixed(2)}x, RTF ${(ours.rtf / theirs.rtf).toFixed(2)}x (below 1: kokoro-burn faster)`);
+fs.writeFileSync(path.join(cache, `bench-browser-${device}.json`), JSON.stringify({ device, text, results }, null, 2));

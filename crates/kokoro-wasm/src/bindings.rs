@@ -1,0 +1,276 @@
+//! The wasm-bindgen surface: what `worker/src/worker.js` calls. Results that are records cross as
+//! JSON text (parsed on the JavaScript side); audio crosses as a `Float32Array`.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::tensor::Device;
+use js_sys::{Float32Array, Promise, Uint8Array};
+use kokoro_model::{Kokoro, SourceNoise, eval};
+use kokoro_voice::VoiceStore;
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::engine::{Backend, Engine};
+use crate::store::JsVoiceStore;
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsValue {
+    JsError::new(&e.to_string()).into()
+}
+
+/// The GPU's state, shared with wgpu's device-lost callback.
+struct Gpu {
+    setup: burn::tensor::wgpu::WgpuSetup,
+    lost: Arc<AtomicBool>,
+}
+
+/// One loaded model and its voice cache. Methods that await return promises (wasm-bindgen cannot
+/// hold `&self` across an await, so they clone the shared engine).
+#[wasm_bindgen]
+pub struct KokoroEngine {
+    inner: Rc<Engine<JsVoiceStore>>,
+    gpu: Option<Rc<Gpu>>,
+    adapter: String,
+}
+
+#[wasm_bindgen]
+impl KokoroEngine {
+    /// Loads the canonical weights (`weights`: the safetensors file's bytes) onto `device`
+    /// ("webgpu" or "cpu"); `store` is the JavaScript voice store; `voice_budget` bounds the
+    /// in-memory voice cache in bytes.
+    pub async fn create(weights: Uint8Array, device: String, store: JsValue, voice_budget: f64) -> Result<KokoroEngine, JsValue> {
+        let (device_handle, backend, gpu, adapter) = match device.as_str() {
+            "webgpu" => {
+                let (d, setup) = Device::wgpu_options()
+                    .init_with_setup_async()
+                    .await
+                    .map_err(|e| js_err(format!("WebGPU initialization failed: {e}")))?;
+                let info = setup.adapter.get_info();
+                let adapter = json!({
+                    "name": info.name, "vendor": info.vendor, "device": info.device,
+                    "driver": info.driver, "driverInfo": info.driver_info,
+                    "deviceType": format!("{:?}", info.device_type), "backend": format!("{:?}", info.backend),
+                })
+                .to_string();
+                let lost = Arc::new(AtomicBool::new(false));
+                let flag = lost.clone();
+                setup.device.set_device_lost_callback(move |_, _| flag.store(true, Ordering::SeqCst));
+                (d, Backend::WebGpu, Some(Rc::new(Gpu { setup, lost })), adapter)
+            }
+            "cpu" => (Device::flex(), Backend::Cpu, None, json!({ "name": "burn-flex (wasm32)" }).to_string()),
+            other => return Err(js_err(format!("unknown device {other:?}: use webgpu or cpu"))),
+        };
+        let bytes = weights.to_vec();
+        let kokoro = Kokoro::from_canonical_bytes(&bytes, "model", &device_handle).map_err(js_err)?;
+        drop(bytes);
+        let engine = Engine::new(kokoro, device_handle, backend, JsVoiceStore::new(store), voice_budget as usize);
+        Ok(KokoroEngine { inner: Rc::new(engine), gpu, adapter })
+    }
+
+    /// "webgpu" or "cpu".
+    pub fn backend(&self) -> String {
+        self.inner.backend().as_str().to_string()
+    }
+
+    /// The adapter as JSON (name, vendor, driver, backend; for the CPU its name only).
+    #[wasm_bindgen(js_name = adapterInfo)]
+    pub fn adapter_info(&self) -> String {
+        self.adapter.clone()
+    }
+
+    /// Milliseconds spent parsing, dequantizing and uploading the weights.
+    #[wasm_bindgen(js_name = loadMillis)]
+    pub fn load_millis(&self) -> f64 {
+        self.inner.load_time().as_secs_f64() * 1000.0
+    }
+
+    /// Chunks of `text` as JSON: `[{index, start, end, phonemes, guessed}]` (UTF-16 offsets).
+    /// `lang` "en-us" | "en-gb" | "" (from the voice).
+    pub fn chunks(&self, text: &str, lang: &str, voice: &str) -> Result<String, JsValue> {
+        let dialect = self.inner.dialect(Some(lang), voice).map_err(js_err)?;
+        let chunks = self.inner.chunks(text, dialect).map_err(js_err)?;
+        serde_json::to_string(&chunks).map_err(js_err)
+    }
+
+    /// Checks a voice spec and loads its voices (through the cache); resolves to its canonical key.
+    #[wasm_bindgen(js_name = resolveVoice)]
+    pub fn resolve_voice(&self, spec: String) -> Promise {
+        let engine = self.inner.clone();
+        future_to_promise(async move {
+            engine.voice(&spec).await.map_err(js_err)?;
+            let key = kokoro_voice::MixSpec::parse(&spec).and_then(|m| m.canonical()).map_err(js_err)?;
+            Ok(key.into())
+        })
+    }
+
+    /// Synthesizes one chunk. Resolves to `{audio: Float32Array, meta: JSON}` where meta has
+    /// `durations` (frames per token) and `timings` (ms per stage). `deterministic` zeroes the
+    /// source noise (what the golden tests and the native comparison use).
+    pub fn synthesize(&self, phonemes: String, voice: String, speed: f32, deterministic: bool, seed: f64) -> Promise {
+        let engine = self.inner.clone();
+        let gpu = self.gpu.clone();
+        future_to_promise(async move {
+            check_gpu(&gpu)?;
+            let noise = if deterministic { SourceNoise::Deterministic } else { SourceNoise::Seeded(seed as u64) };
+            let v = engine.voice(&voice).await.map_err(js_err)?;
+            let out = engine.synthesize(&phonemes, &v, speed, noise).await.map_err(js_err)?;
+            // A device lost while this chunk ran may have produced garbage: fail it so the worker
+            // redoes the chunk on the CPU.
+            check_gpu(&gpu)?;
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            let t = &out.timings;
+            let meta = json!({
+                "durations": out.durations,
+                "timings": { "bert": ms(t.bert), "predictor": ms(t.predictor), "textEncoder": ms(t.text_encoder),
+                             "decoder": ms(t.decoder), "total": ms(t.total) },
+            });
+            let result = js_sys::Object::new();
+            js_sys::Reflect::set(&result, &"audio".into(), &Float32Array::from(out.audio.as_slice()))?;
+            js_sys::Reflect::set(&result, &"meta".into(), &meta.to_string().into())?;
+            Ok(result.into())
+        })
+    }
+
+    /// Diagnostics: the prosody stages of `phonemes` summarized as JSON (see `Engine::probe_prosody`).
+    #[wasm_bindgen(js_name = probeProsody)]
+    pub fn probe_prosody(&self, phonemes: String, voice: String) -> Promise {
+        let engine = self.inner.clone();
+        future_to_promise(async move {
+            let v = engine.voice(&voice).await.map_err(js_err)?;
+            let stages = engine.probe_prosody(&phonemes, &v).await.map_err(js_err)?;
+            Ok(serde_json::to_string(&stages).map_err(js_err)?.into())
+        })
+    }
+
+    /// Loads and pins each voice in `names`; resolves when all are in memory.
+    pub fn pin(&self, name: String) -> Promise {
+        let engine = self.inner.clone();
+        future_to_promise(async move {
+            engine.pin(&name).await.map_err(js_err)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Drops a voice (or mix key) from memory; true if it was there.
+    pub fn evict(&self, key: &str) -> bool {
+        self.inner.voice_cache().remove(key)
+    }
+
+    /// Unpins a voice so that it can be evicted again.
+    pub fn unpin(&self, key: &str) {
+        self.inner.voice_cache().unpin(key)
+    }
+
+    /// Sets the in-memory voice budget in bytes (evicting to fit).
+    #[wasm_bindgen(js_name = setVoiceBudget)]
+    pub fn set_voice_budget(&self, bytes: f64) {
+        self.inner.voice_cache().resize(bytes as usize)
+    }
+
+    /// The in-memory voice cache as JSON: budget, bytes, entries (most recent first), counters.
+    #[wasm_bindgen(js_name = cacheStats)]
+    pub fn cache_stats(&self) -> String {
+        let s = self.inner.voice_cache().snapshot();
+        let lookups = s.stats.hits + s.stats.misses;
+        json!({
+            "budget": s.budget,
+            "bytes": s.bytes,
+            "entries": s.entries.iter().map(|e| json!({
+                "key": e.key, "bytes": e.bytes, "pinned": e.pinned, "hits": e.hits,
+                "loadMs": e.load_time.as_secs_f64() * 1000.0,
+            })).collect::<Vec<_>>(),
+            "hits": s.stats.hits,
+            "misses": s.stats.misses,
+            "loads": s.stats.loads,
+            "loadFailures": s.stats.load_failures,
+            "evictions": s.stats.evictions,
+            "hitRate": if lookups == 0 { 0.0 } else { s.stats.hits as f64 / lookups as f64 },
+        })
+        .to_string()
+    }
+
+    /// Names the store lists.
+    pub fn voices(&self) -> Promise {
+        let engine = self.inner.clone();
+        future_to_promise(async move {
+            let names = engine.store().list().await.map_err(js_err)?;
+            Ok(js_sys::Array::from_iter(names.into_iter().map(JsValue::from)).into())
+        })
+    }
+
+    /// Destroys the GPU device, as a driver reset or a lost adapter would (tests and the demo's
+    /// "simulate device loss" use it). False on the CPU.
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) -> bool {
+        match &self.gpu {
+            Some(gpu) => {
+                gpu.setup.device.destroy();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Has the GPU device been lost?
+    #[wasm_bindgen(js_name = deviceLost)]
+    pub fn device_lost(&self) -> bool {
+        self.gpu.as_ref().is_some_and(|g| g.lost.load(Ordering::SeqCst))
+    }
+}
+
+fn check_gpu(gpu: &Option<Rc<Gpu>>) -> Result<(), JsValue> {
+    match gpu {
+        Some(g) if g.lost.load(Ordering::SeqCst) => {
+            let e = JsError::new("GPU device lost");
+            let v: JsValue = e.into();
+            js_sys::Reflect::set(&v, &"name".into(), &"DeviceLost".into())?;
+            Err(v)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Log-mel distance between two 24 kHz signals (mean absolute difference of log-mel frames; the
+/// measure the golden tests use), for comparing the browser's audio with the native build's.
+#[wasm_bindgen(js_name = logMelDistance)]
+pub fn log_mel_distance(a: &[f32], b: &[f32]) -> f64 {
+    eval::log_mel_distance(a, b)
+}
+
+/// Diagnostics: elementwise ops the model uses, evaluated on `device` ("webgpu" or "cpu") at
+/// values from -100 to 100, as JSON `{op: [values]}`. Compared with the CPU, it shows a device's
+/// numerical problems (a `tanh` that returns NaN for large inputs, say).
+#[wasm_bindgen(js_name = probeOps)]
+pub async fn probe_ops(device: String) -> Result<String, JsValue> {
+    use burn::tensor::{Tensor, TensorData, activation};
+    let device = match device.as_str() {
+        "webgpu" => Device::wgpu_options().init_async().await.map_err(js_err)?,
+        _ => Device::flex(),
+    };
+    let xs = vec![-100.0f32, -20.0, -1.0, 0.0, 1.0, 20.0, 100.0];
+    let x = Tensor::<1>::from_data(TensorData::new(xs.clone(), [xs.len()]), &device);
+    let ops: Vec<(&str, Tensor<1>)> = vec![
+        ("tanh", activation::tanh(x.clone())),
+        ("sigmoid", activation::sigmoid(x.clone())),
+        ("exp", x.clone().exp()),
+        ("sin", x.clone().sin()),
+        ("sqrt_abs", x.clone().abs().sqrt()),
+        ("gelu", activation::gelu(x.clone())),
+        ("leaky_relu", activation::leaky_relu(x.clone(), 0.01)),
+        ("sum", x.clone().sum()),
+    ];
+    let mut out = serde_json::Map::new();
+    out.insert("x".into(), json!(xs));
+    for (name, t) in ops {
+        let v = t.into_data_async().await.map_err(|e| js_err(format!("{e:?}")))?.try_to_vec::<f32>().map_err(|e| js_err(format!("{e:?}")))?;
+        out.insert(name.into(), json!(v.iter().map(|v| if v.is_finite() { json!(v) } else { json!(v.to_string()) }).collect::<Vec<_>>()));
+    }
+    Ok(serde_json::Value::Object(out).to_string())
+}

@@ -1,0 +1,167 @@
+// Types of kokoro-burn's client API (index.js).
+
+export declare const SAMPLE_RATE: 24000;
+
+export type Device = 'auto' | 'webgpu' | 'cpu';
+
+export interface LoadProgress {
+  phase: 'download' | 'cache' | 'init' | 'ready' | 'prewarm';
+  loaded?: number;
+  total?: number;
+  percent?: number | null;
+  bytesPerSecond?: number;
+  etaSeconds?: number | null;
+  device?: 'webgpu' | 'cpu';
+  warning?: string;
+}
+
+export interface SynthesisProgress {
+  phase: 'synthesize';
+  chunk: number;
+  chunks: number;
+  percent: number;
+  elapsedMs: number;
+  /** Estimated milliseconds left, from the phonemes still to speak. */
+  etaMs: number;
+  audioSeconds: number;
+}
+
+export interface LoadOptions {
+  /** URL of the kokoro-burn weight file (int8 canonical safetensors, ~91 MB). Cached in the Cache API. */
+  modelUrl: string;
+  /** URL of a folder of NAME.bin voice files (with index.json listing the names). */
+  voicesUrl: string;
+  /** 'auto' (default): WebGPU when an adapter exists, else the CPU. */
+  device?: Device;
+  /** With device 'webgpu': fail instead of falling back to the CPU. */
+  strict?: boolean;
+  /** Bytes of voices kept in memory (default 16 MiB). */
+  voiceBudgetBytes?: number;
+  /** Bytes of voice files kept in IndexedDB (default 64 MiB). */
+  storeBudgetBytes?: number;
+  /** Longest text one request takes (default 1,000,000 characters). */
+  maxTextLength?: number;
+  onProgress?: (p: LoadProgress) => void;
+  /** Structured events: downloads, evictions, quota errors, fallbacks. */
+  onLog?: (event: Record<string, unknown>) => void;
+  /** Where the worker script is, if a bundler moved it. */
+  workerUrl?: string | URL;
+}
+
+export interface GenerateOptions {
+  /** A voice name or a mix: 'af_heart', 'af_bella(2)+af_sky(1)', 'af_heart-am_adam(0.3)'. */
+  voice?: string;
+  /** Speaking rate (default 1). */
+  speed?: number;
+  /** 'en-us' | 'en-gb'; default from the voice (a* US, b* GB). */
+  lang?: '' | 'en-us' | 'en-gb';
+  /** Zero the source noise: the same input gives the same samples (tests, comparisons). */
+  deterministic?: boolean;
+  seed?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: SynthesisProgress) => void;
+  onChunk?: (c: ChunkInfo & { audio: Float32Array }) => void;
+}
+
+export interface ChunkInfo {
+  index: number;
+  /** UTF-16 range of the source text this chunk speaks. */
+  start: number;
+  end: number;
+  text: string;
+  phonemes: string;
+  /** Words read by letter-to-sound (not in the lexicon). */
+  guessed: string[];
+  /** Frames (600 samples) per phoneme token, boundary tokens included. */
+  durations: number[];
+  timings: { bert: number; predictor: number; textEncoder: number; decoder: number; total: number };
+  backend: 'webgpu' | 'cpu';
+  sampleRate: number;
+}
+
+export declare class RawAudio {
+  audio: Float32Array;
+  sampleRate: number;
+  readonly duration: number;
+  toWav(): Blob;
+  /** On generate(): the chunks (without their audio). */
+  chunks?: (ChunkInfo & { samples: number })[];
+  chunkCount?: number;
+  samples?: number;
+  ms?: number;
+  backend?: 'webgpu' | 'cpu';
+}
+
+export interface StreamChunk extends RawAudio, Omit<ChunkInfo, 'sampleRate'> {}
+
+export interface VoiceEntry {
+  name: string;
+  size: number;
+  uses: number;
+  lastUsed: number;
+  storedAt: number;
+  pinned: boolean;
+}
+
+export interface PrewarmState {
+  names: string[];
+  done: string[];
+  failed: { name: string; error: string }[];
+  startedAt: number;
+  finishedAt: number | null;
+}
+
+export interface CacheStats {
+  /** The engine's in-memory cache (kokoro-voice's VoiceCache). */
+  memory: {
+    budget: number; bytes: number; hits: number; misses: number; loads: number; loadFailures: number;
+    evictions: number; hitRate: number;
+    entries: { key: string; bytes: number; pinned: boolean; hits: number; loadMs: number }[];
+  };
+  /** IndexedDB: voice files kept across reloads. */
+  store: {
+    budget: number; bytes: number; entries: VoiceEntry[]; hits: number; misses: number;
+    networkFetches: number; networkBytes: number; evictions: number; quotaErrors: number; hitRate: number;
+    prewarm: PrewarmState | null; quota: { usage: number; quota: number } | null;
+  };
+}
+
+export interface EngineInfo {
+  backend: 'webgpu' | 'cpu';
+  adapter: Record<string, string>;
+  /** Weight parsing + dequantization + upload, ms. */
+  loadMs: number;
+  wasmMs: number;
+  modelBytes: number;
+  modelFrom: 'network' | 'cache';
+  fallback: { from: 'webgpu'; reason: string; at?: number } | null;
+  instances: number;
+  lost: boolean;
+}
+
+export declare class KokoroTTS {
+  static load(options: LoadOptions): Promise<KokoroTTS>;
+  /** What load() found: backend, adapter, timings. */
+  status: EngineInfo;
+  generate(text: string, options?: GenerateOptions): Promise<RawAudio>;
+  stream(text: string, options?: GenerateOptions): AsyncGenerator<StreamChunk>;
+  voices(): Promise<string[]>;
+  info(): Promise<EngineInfo>;
+  cache: {
+    stats(): Promise<CacheStats>;
+    prewarm(names: string[], options?: { onProgress?: (p: LoadProgress & { voice: string; done: number; total: number }) => void }): Promise<PrewarmState>;
+    evict(name: string): Promise<{ memory: boolean; store: boolean }>;
+    setBudget(b: { memoryBytes?: number; storeBytes?: number }): Promise<true>;
+  };
+  debug: {
+    /** Destroys the GPU device (the next request falls back to the CPU). */
+    loseDevice(): Promise<boolean>;
+    /** The next `count` IndexedDB writes fail with QuotaExceededError. */
+    failStoreWrites(count: number): Promise<true>;
+    logMelDistance(a: Float32Array, b: Float32Array): Promise<number>;
+  };
+  dispose(): void;
+}
+
+export declare function encodeWav(samples: Float32Array, sampleRate?: number): Uint8Array;
+export declare function wavBlob(samples: Float32Array, sampleRate?: number): Blob;
