@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the browser package from a fresh machine, in one command:
-#   1. the engine for wasm32 (cargo, profile `wasm`: opt-level s, LTO),
+#   1. the engine for wasm32 (cargo, profile `web`: opt-level 3, LTO, SIMD128),
 #   2. its JavaScript bindings with wasm-bindgen-cli, installed here at exactly the version of the
 #      `wasm-bindgen` crate in Cargo.lock (under $KOKORO_CACHE/tools; the two must match),
 #   3. the npm package `kokoro-burn` (worker/dist, packed to $KOKORO_CACHE/web/kokoro-burn-*.tgz),
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 export KOKORO_CACHE="${KOKORO_CACHE:-$HOME/.cache/kokoro-burn}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KOKORO_CACHE/target}"
-profile="${KOKORO_WASM_PROFILE:-wasm}"
+profile="${KOKORO_WASM_PROFILE:-web}"
 tools="$KOKORO_CACHE/tools"
 
 version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
@@ -40,6 +40,16 @@ mkdir -p www/dist
 cp www/index.html www/app.js www/sw.js www/style.css www/manifest.webmanifest www/dist/
 cp -r worker/dist www/dist/kokoro-burn
 
-raw=$(stat -c %s worker/dist/pkg/kokoro_wasm_bg.wasm)
-gz=$(gzip -9 -c worker/dist/pkg/kokoro_wasm_bg.wasm | wc -c)
-echo "kokoro_wasm_bg.wasm: $raw bytes, $gz gzip -9; package $(ls "$KOKORO_CACHE"/web/kokoro-burn-*.tgz)"
+# What a browser downloads: the engine's wasm (and, with KOKORO_WEB_SIZES=1, the weights: slow to compress).
+node -e '
+const fs = require("fs"), zlib = require("zlib");
+const size = (f) => { const b = fs.readFileSync(f); return [b.length, zlib.gzipSync(b, { level: 9 }).length,
+  zlib.brotliCompressSync(b, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: b.length } }).length]; };
+const mb = (n) => (n / 1e6).toFixed(1) + " MB";
+for (const f of process.argv.slice(1)) {
+  if (!fs.existsSync(f)) continue;
+  const [raw, gz, br] = size(f).map(mb);
+  console.log(`${f.split("/").pop()}: ${raw} raw, ${gz} gzip -9, ${br} brotli 11`);
+}
+' worker/dist/pkg/kokoro_wasm_bg.wasm ${KOKORO_WEB_SIZES:+"$KOKORO_CACHE/kokoro-v1_0-int8.safetensors"} 2>/dev/null || true
+echo "npm package: $(ls "$KOKORO_CACHE"/web/kokoro-burn-*.tgz) ($(stat -c %s "$KOKORO_CACHE"/web/kokoro-burn-*.tgz) bytes)"

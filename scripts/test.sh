@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: fetch the real weights and voices (cached), then every Rust test.
+# The whole test suite: fetch the real weights and voices (cached), every Rust test, the wgpu
+# golden test, then the browser package built from scratch and tested end to end in Chromium.
 #
 # Caches outside the clone so CI reruns are fast: downloads and converted weights in
 # $KOKORO_CACHE (default ~/.cache/kokoro-burn), the cargo target folder in $CARGO_TARGET_DIR
@@ -17,10 +18,6 @@ done
 
 echo "== fetch weights and voices (cached in $KOKORO_CACHE)"
 cargo run --quiet -p kokoro-cli -- fetch
-
-echo "== kokoro-model builds for the browser (wasm32-unknown-unknown)"
-rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-cargo check --quiet -p kokoro-model --target wasm32-unknown-unknown
 
 echo "== kokoro-text in wasm: en-US, en-GB and both, sizes, and a run in Node"
 ./scripts/text-wasm-size.sh
@@ -40,3 +37,19 @@ if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
 fi
 # --release: shares the compiled burn-wgpu with the README's main command (`cargo run --release`).
 cargo test --release -p kokoro-model --features wgpu --test golden_wgpu 2>&1 | tee -a "$KOKORO_CACHE/last-test.log"
+
+echo "== the browser package: wasm + bindings + npm package + demo (scripts/build-web.sh)"
+./scripts/build-web.sh
+
+echo "== end-to-end in headless Chromium (Debian's): WebGPU (SwiftShader), CPU fallback, IndexedDB, offline"
+if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }
+  else
+    echo "scripts/test.sh: Debian's chromium is required for the browser tests (apt-get install chromium)" >&2
+    exit 1
+  fi
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --silent)
+node --test --test-concurrency=1 tests/browser/ 2>&1 | tee -a "$KOKORO_CACHE/last-test.log"

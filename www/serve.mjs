@@ -18,7 +18,7 @@ const TYPES = {
 };
 
 export function startServer({ port = 0, root = path.join(here, 'dist'), model = path.join(cache, 'kokoro-v1_0-int8.safetensors'),
-  voices = path.join(cache, 'voices'), extra = {} } = {}) {
+  voices = path.join(cache, 'voices'), extra = {}, cors = false } = {}) {
   const requests = new Map();
   const count = (p) => requests.set(p, (requests.get(p) || 0) + 1);
   const server = http.createServer((req, res) => {
@@ -43,7 +43,10 @@ export function startServer({ port = 0, root = path.join(here, 'dist'), model = 
       return res.end('not found');
     }
     const size = fs.statSync(file).size;
-    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'content-length': size, 'cache-control': 'no-cache' });
+    const headers = { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'content-length': size, 'cache-control': 'no-cache' };
+    // The benchmark redirects kokoro-js's cross-origin hub requests here.
+    if (cors) headers['access-control-allow-origin'] = '*';
+    res.writeHead(200, headers);
     fs.createReadStream(file).pipe(res);
   });
   return new Promise((resolve) => server.listen(port, '127.0.0.1', () => {

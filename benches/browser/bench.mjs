@@ -28,7 +28,7 @@ for (const f of [path.join(modelDir, 'onnx/model_quantized.onnx'), path.join(her
   if (!fs.existsSync(f)) throw new Error(`${f} is missing: see the setup lines at the top of this file`);
 }
 
-const server = await startServer({ extra: { '/bench/': here + '/', '/kokoro-js/': path.join(here, 'node_modules/kokoro-js/dist') + '/' } });
+const server = await startServer({ cors: true, extra: { '/bench/': here + '/', '/kjs-model/': modelDir + '/', '/kokoro-js/': path.join(here, 'node_modules/kokoro-js/dist') + '/' } });
 const b = await launch({ webgpu: device === 'webgpu' });
 const hub = /^https:\/\/huggingface\.co\/onnx-community\/Kokoro-82M-v1\.0-ONNX\/resolve\/main\/(.+)$/;
 const cdn = /^https:\/\/cdn\.jsdelivr\.net\/npm\/@huggingface\/transformers@[^/]+\/dist\/(.+)$/;
@@ -37,7 +37,12 @@ await b.context.route(/^https:\/\//, async (route) => {
   const url = route.request().url();
   let file = null;
   let m;
-  if ((m = url.match(hub))) file = m[1].startsWith('voices/') ? path.join(here, 'node_modules/kokoro-js', m[1]) : path.join(modelDir, m[1]);
+  if ((m = url.match(hub)) && !m[1].startsWith('voices/')) {
+    // Model files: a redirect to the local server (Playwright cannot fulfill a 92 MB body through its pipe).
+    served.push(url);
+    return route.fulfill({ status: 302, headers: { location: server.url + 'kjs-model/' + m[1], 'access-control-allow-origin': '*' } });
+  }
+  if (m) file = path.join(here, 'node_modules/kokoro-js', m[1]);
   else if ((m = url.match(cdn))) file = path.join(here, 'node_modules/onnxruntime-web/dist', m[1]);
   if (!file || !fs.existsSync(file)) { served.push(`blocked ${url}`); return route.fulfill({ status: 404, body: 'offline benchmark' }); }
   served.push(url);
@@ -47,19 +52,27 @@ await b.context.route(/^https:\/\//, async (route) => {
 
 const results = [];
 try {
-  for (const which of ['benchOurs', 'benchKokoroJs']) {
+  const only = arg('--only', null);
+  for (const which of ['benchOurs', 'benchKokoroJs'].filter((w) => !only || w.toLowerCase().includes(only.toLowerCase()))) {
     // A fresh page each: neither runtime shares a worker, a cache or a heap with the other.
     const page = await b.context.newPage();
-    page.on('console', (m) => { if (m.type() === 'error') console.error('[page]', m.text()); });
+    page.on('console', (m) => { if (m.type() !== 'debug' && (process.env.BENCH_VERBOSE || m.type() === 'error')) console.error('[page]', m.text()); });
+    page.on('crash', () => console.error('[page] crashed'));
     await page.goto(server.url + 'bench/page.html');
     await page.waitForFunction(() => window.ready);
+    if (process.env.BENCH_VERBOSE) await page.evaluate(() => { window.diagnose = true; });
+    console.error(`running ${which}`);
     results.push(await page.evaluate(([fn, args]) => window[fn](args), [which, { device, text, warm }]));
     await page.close();
   }
+} catch (e) {
+  console.error('benchmark failed:', e.message);
+  process.exitCode = 1;
 } finally {
-  await b.close();
+  await b.close().catch(() => {});
   await server.close();
 }
+if (process.exitCode) process.exit();
 
 const blocked = served.filter((s) => s.startsWith('blocked'));
 if (blocked.length) console.log('blocked (not local):', blocked);
@@ -70,5 +83,6 @@ for (const r of results) {
   console.log(`| ${r.runtime} | ${r.backend} | ${(r.loadMs / 1000).toFixed(2)} | ${(r.ttfaMs / 1000).toFixed(2)} | ${(r.totalMs / 1000).toFixed(2)} | ${r.audioSeconds.toFixed(2)} | ${r.rtf.toFixed(3)} | ${r.chunks} |`);
 }
 const [ours, theirs] = results;
+if (!theirs) process.exit();
 console.log(`\nratios kokoro-burn / kokoro-js: time to first audio ${(ours.ttfaMs / theirs.ttfaMs).toFixed(2)}x, RTF ${(ours.rtf / theirs.rtf).toFixed(2)}x (below 1: kokoro-burn faster)`);
 fs.writeFileSync(path.join(cache, `bench-browser-${device}.json`), JSON.stringify({ device, text, results }, null, 2));

@@ -58,6 +58,11 @@ export interface GenerateOptions {
   /** Zero the source noise: the same input gives the same samples (tests, comparisons). */
   deterministic?: boolean;
   seed?: number;
+  /**
+   * Pack sentences into chunks of up to 510 phonemes, as reference Kokoro does (generate's default),
+   * or speak one sentence per chunk (stream's default: the first audio comes sooner).
+   */
+  pack?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: SynthesisProgress) => void;
   onChunk?: (c: ChunkInfo & { audio: Float32Array }) => void;

@@ -127,12 +127,13 @@ export class KokoroTTS {
    * @param {import('./index').GenerateOptions} [opts]
    */
   async *stream(text, opts = {}) {
-    const { signal, onProgress, ...rest } = opts;
+    // One chunk per sentence unless asked: the first audio comes after one sentence, not 510 phonemes.
+    const { signal, onProgress, pack = false, ...rest } = opts;
     const ready = [];
     let wake = null;
     let finished = false;
     let failure = null;
-    const done = this.#call('generate', { text, ...rest }, {
+    const done = this.#call('generate', { text, pack, ...rest }, {
       signal, onProgress, onChunk: (c) => { ready.push(c); wake?.(); },
     }).then(() => { finished = true; wake?.(); }, (e) => { failure = e; wake?.(); });
     while (true) {

@@ -141,11 +141,11 @@ async function fallbackToCpu(id, error) {
   info.fallback = { from: 'webgpu', reason, at: Date.now() };
 }
 
-async function generate(id, { text, voice = 'af_heart', speed = 1, lang = '', deterministic = false, seed = 0 }) {
+async function generate(id, { text, voice = 'af_heart', speed = 1, lang = '', deterministic = false, seed = 0, pack = true }) {
   if (typeof text !== 'string') throw new TypeError('text must be a string');
   if (text.length > (options.maxTextLength ?? 1_000_000)) throw new RangeError(`text is ${text.length} characters; the limit is ${options.maxTextLength ?? 1_000_000}`);
   await engine.resolveVoice(voice);           // a bad or unknown voice fails before any work
-  const chunks = JSON.parse(engine.chunks(text, lang, voice));
+  const chunks = JSON.parse(engine.chunks(text, lang, voice, pack));
   const totalPhonemes = chunks.reduce((s, c) => s + c.phonemes.length, 0);
   const t0 = performance.now();
   let donePhonemes = 0;

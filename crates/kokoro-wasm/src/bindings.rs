@@ -92,10 +92,10 @@ impl KokoroEngine {
     }
 
     /// Chunks of `text` as JSON: `[{index, start, end, phonemes, guessed}]` (UTF-16 offsets).
-    /// `lang` "en-us" | "en-gb" | "" (from the voice).
-    pub fn chunks(&self, text: &str, lang: &str, voice: &str) -> Result<String, JsValue> {
+    /// `lang` "en-us" | "en-gb" | "" (from the voice); `pack` packs sentences up to 510 phonemes.
+    pub fn chunks(&self, text: &str, lang: &str, voice: &str, pack: bool) -> Result<String, JsValue> {
         let dialect = self.inner.dialect(Some(lang), voice).map_err(js_err)?;
-        let chunks = self.inner.chunks(text, dialect).map_err(js_err)?;
+        let chunks = self.inner.chunks(text, dialect, pack).map_err(js_err)?;
         serde_json::to_string(&chunks).map_err(js_err)
     }
 

@@ -123,12 +123,14 @@ impl<S: VoiceStore> Engine<S> {
         Ok(front)
     }
 
-    /// Splits `text` into chunks the model takes (at most 510 phonemes, at sentence and clause edges).
-    pub fn chunks(&self, text: &str, dialect: Dialect) -> Result<Vec<ChunkInfo>, EngineError> {
+    /// Splits `text` into chunks the model takes (at most 510 phonemes, at sentence and clause
+    /// edges). `pack`: sentences packed up to 510 phonemes, as reference Kokoro does; without, one
+    /// chunk per sentence (the first audio comes sooner: what streaming wants).
+    pub fn chunks(&self, text: &str, dialect: Dialect, pack: bool) -> Result<Vec<ChunkInfo>, EngineError> {
         let front = self.front(dialect)?;
         let utf16 = Utf16Offsets::new(text);
         front
-            .chunks_with(text, ChunkOptions::default())
+            .chunks_with(text, ChunkOptions { pack_sentences: pack, ..ChunkOptions::default() })
             .map(|c| {
                 let c = c?;
                 Ok(ChunkInfo {

@@ -25,7 +25,9 @@ fn engine() -> Engine<DirStore> {
 fn speaks_chunks_with_mixed_voices_through_the_cache() {
     let e = engine();
     let text = "Hello there. Ünïcode “quotes” come first; then the 2nd sentence.";
-    let chunks = e.chunks(text, e.dialect(None, "bf_emma").unwrap()).unwrap();
+    let chunks = e.chunks(text, e.dialect(None, "bf_emma").unwrap(), false).unwrap();
+    assert_eq!(chunks.len(), 2, "one chunk per sentence unpacked");
+    assert_eq!(e.chunks(text, Dialect::EnGb, true).unwrap().len(), 1, "packed: both sentences fit one chunk");
     assert!(!chunks.is_empty());
     // Offsets are UTF-16 (what the page slices with), covering the text in order.
     let utf16: Vec<u16> = text.encode_utf16().collect();
