@@ -7,36 +7,13 @@ little-endian float32 storage), shape (510, 1, 256). Used for kokoro-voice's `.p
 
   python3 scripts/make_voice_pt.py ~/.cache/kokoro-burn/voices/af_heart.bin af_heart.pt
 """
-import collections
 import io
-import pickle
 import sys
 import zipfile
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-# The torch stand-ins (torch.FloatStorage, torch._utils._rebuild_tensor_v2) that pickle names.
-from make_test_pth import FloatStorage, _rebuild_tensor_v2  # noqa: E402
-
-
-class Storage:
-    def __init__(self, key, numel):
-        self.key, self.numel = key, numel
-
-
-class Tensor:
-    def __init__(self, storage, shape):
-        self.storage, self.shape = storage, shape
-
-    def __reduce__(self):
-        stride = (256, 256, 1)
-        return (_rebuild_tensor_v2, (self.storage, 0, self.shape, stride, False, collections.OrderedDict()))
-
-
-class Pickler(pickle.Pickler):
-    def persistent_id(self, obj):
-        if isinstance(obj, Storage):
-            return ("storage", FloatStorage, obj.key, "cpu", obj.numel)
-        return None
+# The torch stand-ins (storage, tensor and pickler that write what torch.save writes).
+from make_test_pth import Pickler, Storage, Tensor  # noqa: E402
 
 
 def main():
