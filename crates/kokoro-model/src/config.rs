@@ -79,6 +79,18 @@ pub const SAMPLE_RATE: u32 = 24_000;
 /// Most phoneme ids one forward pass takes, the two boundary zeros excluded (512 positions).
 pub const MAX_PHONEME_IDS: usize = 510;
 
+/// Slowest speaking rate accepted: OpenAI's speech API and Kokoro-FastAPI take 0.25 to 4.0.
+/// Durations are divided by the speed, so a rate near zero asks for unbounded audio.
+pub const MIN_SPEED: f32 = 0.25;
+
+/// Fastest speaking rate accepted (see [`MIN_SPEED`]).
+pub const MAX_SPEED: f32 = 4.0;
+
+/// Most aligned frames one forward pass renders: 12,000 frames of 600 samples are 300 s of audio.
+/// 510 ids at speed 0.25 come to about 6,000 frames on real text; the bound stops a pass whose
+/// predicted durations would need gigabytes for the decoder before it allocates them.
+pub const MAX_FRAMES: usize = 12_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

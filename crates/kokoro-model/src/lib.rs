@@ -31,7 +31,7 @@ pub mod vocab;
 pub mod voice;
 pub mod weights;
 
-pub use config::{KokoroConfig, MAX_PHONEME_IDS, SAMPLE_RATE};
+pub use config::{KokoroConfig, MAX_FRAMES, MAX_PHONEME_IDS, MAX_SPEED, MIN_SPEED, SAMPLE_RATE};
 pub use model::{ForwardInput, ForwardOutput, HostTensor, Intermediates, KModel, StageTimings};
 pub use nn::source::SourceNoise;
 pub use vocab::{Encoded, Vocab};
@@ -50,9 +50,12 @@ pub enum Error {
     /// Occurs when an id is not a phoneme id of the vocab (1..=max).
     #[error("phoneme id {id} is outside the vocab (1..={max})")]
     IdOutOfRange { id: u32, max: u32 },
-    /// Occurs when the speed is not a positive finite number.
-    #[error("speed must be a positive finite number, got {0}")]
+    /// Occurs when the speed is not a finite number in [`MIN_SPEED`, `MAX_SPEED`].
+    #[error("speed must be between {MIN_SPEED} and {MAX_SPEED}, got {0}")]
     BadSpeed(f32),
+    /// Occurs when the predicted durations add up to more frames than one pass renders.
+    #[error("the utterance would need {got} frames ({seconds:.0} s of audio), over the limit of {max} per pass; raise the speed or split the text", seconds = *got as f64 * 0.025)]
+    TooManyFrames { got: usize, max: usize },
     /// Occurs when a voice pack is malformed.
     #[error("invalid voice pack: {0}")]
     BadVoice(String),

@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::config::{KokoroConfig, MAX_PHONEME_IDS};
+use crate::config::{KokoroConfig, MAX_FRAMES, MAX_PHONEME_IDS, MAX_SPEED, MIN_SPEED};
 use crate::nn::albert::{Albert, AlbertConfig};
 use crate::nn::decoder::{Decoder, DecoderConfig};
 use crate::nn::generator::GeneratorConfig;
@@ -200,6 +200,7 @@ impl KModel {
         let (prosody, bert) = self.prosody(input, device, &mut clock)?;
         let sums = prosody.sums.clone().into_data().try_to_vec::<f32>().map_err(device_error)?;
         let durations = round_durations(&sums, input.speed);
+        check_frames(&durations)?;
         let (rendered, mut timings) = self.render(&prosody, &durations, input, device, &mut clock)?;
         let audio = rendered.audio.clone().into_data().try_to_vec::<f32>().map_err(device_error)?;
         timings.bert = bert;
@@ -216,6 +217,7 @@ impl KModel {
         let sums = prosody.sums.clone().into_data_async().await.map_err(device_error)?;
         let sums = sums.try_to_vec::<f32>().map_err(device_error)?;
         let durations = round_durations(&sums, input.speed);
+        check_frames(&durations)?;
         let (rendered, mut timings) = self.render(&prosody, &durations, input, device, &mut clock)?;
         let audio = rendered.audio.clone().into_data_async().await.map_err(device_error)?;
         let audio = audio.try_to_vec::<f32>().map_err(device_error)?;
@@ -326,8 +328,17 @@ fn validate(input: &ForwardInput, n_token: usize) -> Result<(), Error> {
     if let Some(&bad) = input.ids.iter().find(|&&i| i == 0 || i as usize >= n_token) {
         return Err(Error::IdOutOfRange { id: bad, max: n_token as u32 - 1 });
     }
-    if !(input.speed.is_finite() && input.speed > 0.0) {
+    if !(MIN_SPEED..=MAX_SPEED).contains(&input.speed) {
         return Err(Error::BadSpeed(input.speed));
+    }
+    Ok(())
+}
+
+/// Refuses durations that add up to more than [`MAX_FRAMES`], before the decoder allocates for them.
+fn check_frames(durations: &[u32]) -> Result<(), Error> {
+    let frames: usize = durations.iter().map(|&f| f as usize).sum();
+    if frames > MAX_FRAMES {
+        return Err(Error::TooManyFrames { got: frames, max: MAX_FRAMES });
     }
     Ok(())
 }
@@ -350,7 +361,22 @@ mod tests {
         assert!(matches!(validate(&input(vec![5, 178]), 178), Err(Error::IdOutOfRange { id: 178, max: 177 })));
         assert!(matches!(validate(&input(vec![5]).with_speed(f32::NAN), 178), Err(Error::BadSpeed(_))));
         assert!(matches!(validate(&input(vec![5]).with_speed(-1.0), 178), Err(Error::BadSpeed(_))));
+        // Issue 12: 0.0001 ran towards an out-of-memory abort, 1000 spoke; OpenAI's range is 0.25-4.
+        assert!(matches!(validate(&input(vec![5]).with_speed(0.0001), 178), Err(Error::BadSpeed(_))));
+        assert!(matches!(validate(&input(vec![5]).with_speed(1000.0), 178), Err(Error::BadSpeed(_))));
+        assert!(matches!(validate(&input(vec![5]).with_speed(0.249), 178), Err(Error::BadSpeed(_))));
+        assert!(validate(&input(vec![5]).with_speed(0.25), 178).is_ok());
+        assert!(validate(&input(vec![5]).with_speed(4.0), 178).is_ok());
         assert!(validate(&input(vec![1; 510]), 178).is_ok());
+    }
+
+    #[test]
+    fn frames_are_bounded_per_pass() {
+        assert!(check_frames(&[MAX_FRAMES as u32]).is_ok());
+        assert!(matches!(
+            check_frames(&[MAX_FRAMES as u32 / 2, MAX_FRAMES as u32 / 2 + 1]),
+            Err(Error::TooManyFrames { got, max: MAX_FRAMES }) if got == MAX_FRAMES + 1
+        ));
     }
 
     #[test]
