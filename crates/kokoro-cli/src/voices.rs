@@ -61,7 +61,7 @@ impl VoiceSource {
         let mix = MixSpec::parse(spec).map_err(|e| VoiceInputError::from(VoiceError::from(e)))?;
         let mix = if normalize { mix } else { mix.unnormalized() };
         if let Some(name) = mix.single() {
-            return self.load(cache, name);
+            return self.load(cache, &name);
         }
         let mut failure = None;
         let voice = mix.mix(|name| {

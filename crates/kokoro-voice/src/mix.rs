@@ -133,10 +133,12 @@ impl MixSpec {
         Self { normalize: false, ..self }
     }
 
-    /// Is this one voice at weight 1 (no mixing to do)?
-    pub fn single(&self) -> Option<&str> {
+    /// The one voice this mix comes to, if and only if its merged weights are a single voice at
+    /// weight 1 (no mixing to do): `af_sky-af_sky+af_heart` is `af_heart`. Always equal to
+    /// [`MixSpec::canonical`] when it is `Some`.
+    pub fn single(&self) -> Option<String> {
         match self.weights() {
-            Ok(w) if w.len() == 1 && (w[0].1 - 1.0).abs() < 1e-12 => Some(self.terms[0].name.as_str()),
+            Ok(mut w) if w.len() == 1 && is_unit(w[0].1) => w.pop().map(|(name, _)| name),
             _ => None,
         }
     }
@@ -172,7 +174,7 @@ impl MixSpec {
     pub fn canonical(&self) -> Result<String, MixError> {
         let weights = self.weights()?;
         if let [(name, w)] = &weights[..] {
-            if (w - 1.0).abs() < 1e-9 {
+            if is_unit(*w) {
                 return Ok(name.clone());
             }
         }
@@ -200,6 +202,11 @@ impl MixSpec {
     }
 }
 
+/// Is a merged weight 1, up to the rounding of normalization?
+fn is_unit(weight: f64) -> bool {
+    (weight - 1.0).abs() < 1e-9
+}
+
 impl std::fmt::Display for MixSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (i, t) in self.terms.iter().enumerate() {
@@ -221,7 +228,7 @@ mod tests {
         let m = MixSpec::parse(" af_bella(2) + af_sky( 1 ) - am_adam(0.5)").unwrap();
         assert_eq!(m.terms.len(), 3);
         assert_eq!(m.terms[2], MixTerm { name: "am_adam".into(), weight: -0.5 });
-        assert_eq!(MixSpec::parse("af_heart").unwrap().single(), Some("af_heart"));
+        assert_eq!(MixSpec::parse("af_heart").unwrap().single().as_deref(), Some("af_heart"));
         assert_eq!(MixSpec::parse("af_bella+af_sky").unwrap().weights().unwrap(), [("af_bella".into(), 0.5), ("af_sky".into(), 0.5)]);
     }
 
@@ -244,6 +251,44 @@ mod tests {
         }
         let e = MixSpec::parse("a(1)-a(1)").unwrap().weights().unwrap_err();
         assert!(e.message.contains("cannot be normalized"), "{e}");
+    }
+
+    #[test]
+    fn single_is_the_merged_voice() {
+        // Issue 12: `single()` returned the first term ("af_sky") while the key was af_heart.
+        let m = MixSpec::parse("af_sky-af_sky+af_heart").unwrap();
+        assert_eq!(m.single().as_deref(), Some("af_heart"));
+        assert_eq!(m.canonical().unwrap(), "af_heart");
+        assert_eq!(MixSpec::parse("af_bella+af_sky").unwrap().single(), None);
+        assert_eq!(MixSpec::parse("af_bella(3)").unwrap().single().as_deref(), Some("af_bella"));
+        assert_eq!(MixSpec::parse("af_bella(3)").unwrap().unnormalized().single(), None);
+    }
+
+    proptest::proptest! {
+        /// `single()` is `Some(k)` exactly when the canonical key is the plain voice name `k`, and
+        /// mixing through `single()` gives the voice the key names.
+        #[test]
+        fn single_agrees_with_the_canonical_key(
+            terms in proptest::collection::vec((0usize..3, 1u32..4, proptest::bool::ANY), 1..6),
+            normalize in proptest::bool::ANY,
+        ) {
+            let names = ["af_bella", "af_heart", "af_sky"];
+            let mut spec = String::new();
+            for (i, (name, weight, minus)) in terms.iter().enumerate() {
+                if i > 0 {
+                    spec.push(if *minus { '-' } else { '+' });
+                }
+                spec.push_str(&format!("{}({weight})", names[*name]));
+            }
+            let mix = MixSpec::parse(&spec).unwrap();
+            let mix = if normalize { mix } else { mix.unnormalized() };
+            match (mix.single(), mix.canonical()) {
+                (Some(name), Ok(key)) => proptest::prop_assert_eq!(name, key),
+                (Some(name), Err(e)) => proptest::prop_assert!(false, "{spec}: single {name} but no key: {e}"),
+                (None, Ok(key)) => proptest::prop_assert!(!names.contains(&key.as_str()), "{spec}: key {key} is one voice"),
+                (None, Err(_)) => {}
+            }
+        }
     }
 
     #[test]

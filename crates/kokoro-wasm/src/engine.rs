@@ -157,7 +157,9 @@ impl<S: VoiceStore> Engine<S> {
             parts.insert(name, voice);
         }
         if let Some(name) = mix.single() {
-            return Ok(parts.remove(name).expect("loaded above"));
+            if let Some(voice) = parts.remove(&name) {
+                return Ok(voice);
+            }
         }
         let start = Instant::now();
         let voice = mix.mix(|name| Ok(parts[name].clone()))?;
