@@ -17,8 +17,8 @@ then exposes the intermediate tensors named in WEIGHTS.md as graph outputs and r
 a handful of phoneme strings and voices. Each case is written to golden/<name>.safetensors (float32
 little-endian, plus int64 durations) with the case's phonemes, voice and speed in the metadata.
 
-Regenerate (needs `pip install onnx onnxruntime numpy`, ~1 minute):
-  python3 scripts/make_goldens.py --onnx ~/.cache/kokoro-burn/kokoro-v1_0-int8.onnx \
+Regenerate (~1 minute; scripts/py runs it in the project's venv with the pinned onnx, onnxruntime, numpy):
+  scripts/py scripts/make_goldens.py --onnx ~/.cache/kokoro-burn/kokoro-v1_0-int8.onnx \
       --voices ~/.cache/kokoro-burn/voices --out golden
 """
 import argparse

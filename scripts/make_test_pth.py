@@ -10,7 +10,7 @@ decoder), keys prefixed with `module.` (DataParallel), weight norm stored unfold
 `weight_g`/`weight_v` in the decoder and as `parametrizations.weight.original0/1` elsewhere, plus
 tensors the forward pass never reads (bert.pooler, InstanceNorm affine ones/zeros).
 
-  python3 scripts/make_test_pth.py IN_f32.safetensors OUT.pth
+  scripts/py scripts/make_test_pth.py IN_f32.safetensors OUT.pth
 """
 import collections
 import io

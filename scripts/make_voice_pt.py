@@ -5,7 +5,7 @@ A zip holding `<name>/data.pkl` (pickle protocol 2, the tensor rebuilt by
 `torch._utils._rebuild_tensor_v2` from a persistent storage id) and `<name>/data/0` (the raw
 little-endian float32 storage), shape (510, 1, 256). Used for kokoro-voice's `.pt` test fixture:
 
-  python3 scripts/make_voice_pt.py ~/.cache/kokoro-burn/voices/af_heart.bin af_heart.pt
+  scripts/py scripts/make_voice_pt.py ~/.cache/kokoro-burn/voices/af_heart.bin af_heart.pt
 """
 import io
 import sys

@@ -12,9 +12,29 @@ export KOKORO_CACHE="${KOKORO_CACHE:-$HOME/.cache/kokoro-burn}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KOKORO_CACHE/target}"
 export CARGO_TERM_COLOR=never
 
-for tool in cargo python3 npm node; do
-  command -v "$tool" >/dev/null || { echo "scripts/test.sh: '$tool' is required" >&2; exit 1; }
+for tool in cargo rustup python3 npm node; do
+  command -v "$tool" >/dev/null || { echo "scripts/test.sh: '$tool' is required (see the README's Needs)" >&2; exit 1; }
 done
+
+# Everything the suite uses beyond the README's needs is installed here, before any step needs it
+# (issue 12: a fresh machine lacked the wasm32 target and numpy although CI had them).
+echo "== set up: rustup target, Python venv (scripts/requirements.txt), Debian packages"
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+./scripts/py -c 'import numpy, onnx, onnxruntime' # makes $KOKORO_CACHE/venv-* on first use
+# Debian's chromium (browser tests) and Mesa's lavapipe Vulkan driver (the wgpu test on the CPU).
+missing=()
+ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers libvulkan1)
+[ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null; }
+  else
+    echo "scripts/test.sh: needs Debian packages ${missing[*]} (apt-get install ${missing[*]}), or run as root on Debian" >&2
+    exit 1
+  fi
+fi
 
 echo "== fetch weights and voices (cached in $KOKORO_CACHE)"
 cargo run --quiet -p kokoro-cli -- fetch
@@ -26,15 +46,6 @@ echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$KOKORO_CACHE/last-test.log"
 
 echo "== the golden test on burn-wgpu (a GPU, or Mesa's lavapipe Vulkan on the CPU)"
-if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1 \
-      || { apt-get update -qq >/dev/null && apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null; }
-  else
-    echo "scripts/test.sh: no Vulkan driver; install mesa-vulkan-drivers (lavapipe) for the wgpu test" >&2
-    exit 1
-  fi
-fi
 # --release: shares the compiled burn-wgpu with the README's main command (`cargo run --release`).
 cargo test --release -p kokoro-model --features wgpu --test golden_wgpu 2>&1 | tee -a "$KOKORO_CACHE/last-test.log"
 
@@ -42,14 +53,5 @@ echo "== the browser package: wasm + bindings + npm package + demo (scripts/buil
 ./scripts/build-web.sh
 
 echo "== end-to-end in headless Chromium (Debian's): WebGPU (SwiftShader), CPU fallback, IndexedDB, offline"
-if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get install -y -qq chromium >/dev/null 2>&1 \
-      || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }
-  else
-    echo "scripts/test.sh: Debian's chromium is required for the browser tests (apt-get install chromium)" >&2
-    exit 1
-  fi
-fi
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 node --test --test-concurrency=1 tests/browser/ 2>&1 | tee -a "$KOKORO_CACHE/last-test.log"

@@ -5,7 +5,7 @@
 // build it bundles).
 //
 //   scripts/build-web.sh && (cd benches/browser && npm install --ignore-scripts)
-//   python3 benches/browser/make_kokoro_js_model.py     (misaki venv python: needs `onnx`)
+//   scripts/py benches/browser/make_kokoro_js_model.py   (the project's venv: needs `onnx`)
 //   node benches/browser/bench.mjs [--device cpu|webgpu] [--text "..."]
 import fs from 'node:fs';
 import os from 'node:os';

@@ -7,7 +7,7 @@ see shared/reference/WEIGHTS.md) is the same network with inputs named `tokens` 
 this renames those four graph edges (weights and nodes untouched) and writes the tokenizer as a
 character-level vocabulary from the model's config (Kokoro's own vocab), with `$` (id 0) around.
 
-    python make_kokoro_js_model.py OUT_DIR   (needs the `onnx` package: the misaki venv has it)
+    python make_kokoro_js_model.py OUT_DIR   (needs the `onnx` package: run it with scripts/py)
 """
 import json
 import os

@@ -2,7 +2,8 @@
 //! (int8 export and its float twin) on the same phonemes, voice and machine, in the same run.
 //!
 //! RTF = synthesis seconds / audio seconds (median of `--repeats` runs after one warm-up).
-//! onnxruntime runs through `benches/ort_rtf.py` (needs `pip install onnx onnxruntime numpy`).
+//! onnxruntime runs through `benches/ort_rtf.py` in the project's Python environment (`scripts/py`
+//! installs the pinned onnx, onnxruntime and numpy of `scripts/requirements.txt` on first use).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -99,7 +100,8 @@ pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
 }
 
 fn run_ort(cache: &Cache, args: &BenchArgs) -> Result<Vec<(String, String, f64)>> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/ort_rtf.py");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = root.join("benches/ort_rtf.py");
     let job = serde_json::json!({
         "onnx": cache.onnx_int8(),
         "voices": cache.voices(),
@@ -107,26 +109,31 @@ fn run_ort(cache: &Cache, args: &BenchArgs) -> Result<Vec<(String, String, f64)>
         "repeats": args.repeats,
         "utterances": UTTERANCES.iter().map(|(n, p)| serde_json::json!({"name": n, "phonemes": p, "voice": "af_heart"})).collect::<Vec<_>>(),
     });
-    let mut child = Command::new("python3")
+    let mut child = Command::new(root.join("scripts/py"))
         .arg(&script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("starting python3 {}", script.display()))?;
+        .with_context(|| format!("starting scripts/py {}", script.display()))?;
     child.stdin.take().expect("piped").write_all(job.to_string().as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("{} exited with {}", script.display(), out.status);
     }
-    let mut results = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("parsing {line:?}"))?;
-        let mut secs: Vec<f64> = v["seconds"].as_array().context("seconds")?.iter().filter_map(|s| s.as_f64()).collect();
-        secs.sort_by(f64::total_cmp);
-        results.push((v["model"].as_str().unwrap_or("").to_string(), v["name"].as_str().unwrap_or("").to_string(), secs[secs.len() / 2]));
-    }
-    Ok(results)
+    String::from_utf8_lossy(&out.stdout).lines().map(parse_ort_line).collect()
+}
+
+/// One line of `ort_rtf.py`'s output, `{"model", "name", "seconds": [...]}`, as (model, name,
+/// median seconds). A line without timings is an error, not a panic (issue 12).
+fn parse_ort_line(line: &str) -> Result<(String, String, f64)> {
+    let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("parsing {line:?}"))?;
+    let field = |key: &str| v[key].as_str().map(str::to_string).with_context(|| format!("no {key:?} in {line:?}"));
+    let (model, name) = (field("model")?, field("name")?);
+    let mut secs: Vec<f64> = v["seconds"].as_array().map(|a| a.iter().filter_map(|s| s.as_f64()).collect()).unwrap_or_default();
+    secs.sort_by(f64::total_cmp);
+    let median = secs.get(secs.len() / 2).copied().with_context(|| format!("onnxruntime returned no timings for {model} {name}"))?;
+    Ok((model, name, median))
 }
 
 fn print_table(rows: &[Row], args: &BenchArgs) {
@@ -159,5 +166,21 @@ fn print_table(rows: &[Row], args: &BenchArgs) {
             s.decoder.as_secs_f64(),
             s.total.as_secs_f64()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ort_lines_without_timings_are_errors() {
+        let (model, name, median) = parse_ort_line(r#"{"model": "int8", "name": "short", "seconds": [0.3, 0.1, 0.2]}"#).unwrap();
+        assert_eq!((model.as_str(), name.as_str(), median), ("int8", "short", 0.2));
+        // Issue 12: an empty list indexed secs[0] and panicked.
+        let e = parse_ort_line(r#"{"model": "int8", "name": "short", "seconds": []}"#).unwrap_err();
+        assert!(format!("{e:#}").contains("no timings for int8 short"), "{e:#}");
+        assert!(parse_ort_line(r#"{"model": "int8", "name": "short"}"#).is_err());
+        assert!(parse_ort_line("not json").is_err());
     }
 }

@@ -15,6 +15,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+use crate::output::write_atomic;
 
 /// sha256 of the int8 ONNX export (92 361 271 bytes).
 pub const ONNX_INT8_SHA256: &str = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb";
@@ -164,12 +165,6 @@ fn fetch_voices(cache: &Cache) -> Result<()> {
     }
     eprintln!("voices: {count} packs in {} (sha256 ok)", cache.voices().display());
     Ok(())
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

@@ -6,6 +6,7 @@
 mod bench;
 mod device;
 mod fetch;
+mod output;
 mod say;
 mod text;
 mod voice_bench;

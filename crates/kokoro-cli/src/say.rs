@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use kokoro_model::{ForwardInput, Kokoro, SAMPLE_RATE, SourceNoise, Vocab, VoicePack};
+use kokoro_model::{ForwardInput, Kokoro, MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SourceNoise, Vocab, VoicePack};
 use kokoro_text::FrontEnd;
 use serde::Serialize;
 
 use crate::device::DeviceChoice;
 use crate::fetch::{self, Cache};
+use crate::output::{AtomicFile, write_atomic};
 use crate::text::TextArgs;
 use crate::voices::VoiceSource;
 
@@ -43,8 +44,8 @@ pub struct SayArgs {
     /// Seed of the source's noise when not deterministic.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Speaking rate (durations are divided by it).
-    #[arg(long, default_value_t = 1.0)]
+    /// Speaking rate, 0.25 to 4.0 (durations are divided by it).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
     speed: f32,
     /// Write a JSON report (durations, per-stage seconds, RTF) here.
     #[arg(long)]
@@ -242,7 +243,7 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
             seconds,
             rtf,
         };
-        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     Ok(())
 }
@@ -254,16 +255,18 @@ struct Utterance {
     guessed: Vec<String>,
 }
 
-/// A 16-bit PCM WAV written as the audio arrives.
+/// A 16-bit PCM WAV written as the audio arrives, under its name only once finished.
 struct WavOut {
+    file: AtomicFile,
     writer: hound::WavWriter<std::io::BufWriter<std::fs::File>>,
     samples: usize,
 }
 
 impl WavOut {
     fn create(path: &Path) -> Result<Self> {
-        let writer = hound::WavWriter::create(path, wav_spec()).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self { writer, samples: 0 })
+        let (file, out) = AtomicFile::create(path)?;
+        let writer = hound::WavWriter::new(out, wav_spec()).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self { file, writer, samples: 0 })
     }
 
     /// Writes 16-bit PCM, clipping to [-1, 1].
@@ -275,9 +278,19 @@ impl WavOut {
         Ok(())
     }
 
+    /// Completes the header and moves the file to its name.
     fn finish(self) -> Result<usize> {
         self.writer.finalize()?;
+        self.file.commit()?;
         Ok(self.samples)
+    }
+}
+
+/// `--speed`: a number in OpenAI's range, [`MIN_SPEED`, `MAX_SPEED`] (clap exits with code 2 otherwise).
+fn parse_speed(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(speed) if (MIN_SPEED..=MAX_SPEED).contains(&speed) => Ok(speed),
+        _ => Err(format!("speed must be a number from {MIN_SPEED} to {MAX_SPEED}")),
     }
 }
 

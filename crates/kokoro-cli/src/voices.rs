@@ -245,7 +245,7 @@ fn write_voice(out: &Path, spec: &str, voice: Voice) -> Result<()> {
     } else {
         voice.to_bin_bytes()
     };
-    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))
+    crate::output::write_atomic(out, &bytes)
 }
 
 /// Where `say` keeps voice usage analytics.
@@ -268,10 +268,9 @@ pub fn record_usage(cache: &Cache, spec: &str, load_time: std::time::Duration) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     analytics.record_request(&key, now);
     analytics.record_load(&key, load_time);
-    // Write then rename, so that a concurrent reader never sees half a file.
-    let tmp = usage_path(cache).with_extension(format!("json.{}", std::process::id()));
-    if let Err(e) = std::fs::write(&tmp, analytics.to_json()).and_then(|()| std::fs::rename(&tmp, usage_path(cache))) {
-        eprintln!("note: could not save voice usage to {}: {e}", usage_path(cache).display());
+    // Written whole, so that a concurrent reader never sees half a file.
+    if let Err(e) = crate::output::write_atomic(&usage_path(cache), analytics.to_json().as_bytes()) {
+        eprintln!("note: could not save voice usage: {e:#}");
     }
 }
 

@@ -147,7 +147,12 @@ fn bad_input_exits_2_with_a_specific_message() {
         (vec!["--phonemes".into(), "a".repeat(511)], "511 phoneme ids exceed the model's limit of 510"),
         (vec!["--phonemes".into(), "hˈI".into(), "--voice".into(), "zz_nobody".into()], "unknown voice \"zz_nobody\""),
         (vec!["--phonemes".into(), "hˈI".into(), "--voice".into(), "../../etc/passwd".into()], "invalid voice name"),
-        (vec!["--phonemes".into(), "hˈI".into(), "--speed".into(), "0".into()], "speed must be a positive finite number"),
+        // Issue 12: OpenAI's range; 0.0001 ran towards an out-of-memory abort, 1000 spoke.
+        (vec!["--phonemes".into(), "hˈI".into(), "--speed".into(), "0".into()], "speed must be a number from 0.25 to 4"),
+        (vec!["--phonemes".into(), "hˈI".into(), "--speed".into(), "0.0001".into()], "speed must be a number from 0.25 to 4"),
+        (vec!["--phonemes".into(), "hˈI".into(), "--speed".into(), "1000".into()], "speed must be a number from 0.25 to 4"),
+        (vec!["--phonemes".into(), "hˈI".into(), "--speed".into(), "4.01".into()], "speed must be a number from 0.25 to 4"),
+        (vec!["--phonemes".into(), "hˈI".into(), "--speed".into(), "nan".into()], "speed must be a number from 0.25 to 4"),
         (vec![], "no text to speak"),
         (vec!["   ".into()], "no text to speak"),
         (vec!["*** ~~~".into()], "nothing to say"),
@@ -160,6 +165,23 @@ fn bad_input_exits_2_with_a_specific_message() {
         let o = kokoro(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(message), "{args:?}: expected {message:?} in {}", stderr(&o));
+        // Issue 12: a failed run left an empty or 44-byte WAV behind.
+        assert!(!wav.exists(), "{args:?} left {out}");
+    }
+}
+
+#[test]
+fn a_failed_say_leaves_the_previous_file_and_no_partial_one() {
+    let dir = tmp("keep");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("kept.wav");
+    std::fs::write(&wav, b"the previous take").unwrap();
+    for extra in [["--phonemes", "###"], ["--voice", "zz_nobody"]] {
+        let o = kokoro(&[&["say", "Hello.", "--out", wav.to_str().unwrap()][..], &extra[..]].concat());
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert_eq!(std::fs::read(&wav).unwrap(), b"the previous take");
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["kept.wav"], "no temporary file is left beside it");
     }
 }
 
@@ -242,6 +264,22 @@ fn voices_list_info_and_mix() {
     let o = kokoro(&["voices", "info", "af_sky + af_bella(2)"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8(o.stdout).unwrap().contains("key:       af_bella(0.666667)+af_sky(0.333333)"));
+
+    // Issue 12: a mix whose terms cancel is the voice left over, in its key and in its values
+    // (`single()` named af_heart but handed back af_sky's values).
+    let o = kokoro(&["voices", "info", "af_sky-af_sky+af_heart"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8(o.stdout).unwrap().contains("key:       af_heart\n"));
+    let cancelled = tmp("cancelled.bin");
+    let o = kokoro(&["voices", "mix", "af_sky-af_sky+af_heart", "--out", cancelled.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(floats(&cancelled), floats(&cache().join("voices/af_heart.bin")));
+    let (heart, cancelled) = (tmp("heart.wav"), tmp("cancelled.wav"));
+    for (voice, wav) in [("af_heart", &heart), ("af_sky-af_sky+af_heart", &cancelled)] {
+        let o = kokoro(&["say", "--phonemes", "hˈI.", "--voice", voice, "--deterministic", "--out", wav.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(wav_samples(&cancelled), wav_samples(&heart));
 
     // A mix speaks, too.
     let wav = tmp("mix.wav");

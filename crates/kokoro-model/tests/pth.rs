@@ -26,8 +26,9 @@ fn official_layout_pth_loads_the_same_model() {
     let f32_file = dir.join("f32.safetensors");
     let pth = dir.join("kokoro-v1_0.pth");
     write_canonical(&read_canonical(&canonical).unwrap().to_f32(), &f32_file).unwrap();
-    let script = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../scripts/make_test_pth.py");
-    let status = Command::new("python3").arg(&script).arg(&f32_file).arg(&pth).status().expect("python3 runs");
+    // scripts/py: the project's venv (numpy), made on first use; a bare python3 has no numpy (issue 12).
+    let scripts = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../scripts");
+    let status = Command::new(scripts.join("py")).arg(scripts.join("make_test_pth.py")).arg(&f32_file).arg(&pth).status().expect("scripts/py runs");
     assert!(status.success(), "make_test_pth.py failed");
 
     let device = Device::flex();
