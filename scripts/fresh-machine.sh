@@ -38,6 +38,16 @@ rm "$root/.complete"
 rm -f "$root/etc/apt/sources.list"
 cp /etc/apt/sources.list.d/debian.sources "$root/etc/apt/sources.list.d/"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# This workplace's network: its egress CA and the client settings that name it (they are the
+# machine's, not the project's; CI runs with them too).
+cp -a /etc/ssl/certs/. "$root/etc/ssl/certs/"
+[ ! -d /usr/local/share/ca-certificates ] || cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+[ ! -f /etc/pip.conf ] || cp /etc/pip.conf "$root/etc/pip.conf"
+[ ! -f "$HOME/.npmrc" ] || cp "$HOME/.npmrc" "$root/root/.npmrc"
+network_env=()
+for v in SSL_CERT_FILE SSL_CERT_DIR NODE_EXTRA_CA_CERTS GIT_SSL_CAINFO CURL_CA_BUNDLE PIP_CERT REQUESTS_CA_BUNDLE; do
+  [ -z "${!v:-}" ] || network_env+=("$v=${!v}")
+done
 
 # Rust 1.95 through rustup.
 toolchain="$(rustup show active-toolchain | cut -d' ' -f1)"
@@ -48,9 +58,12 @@ cp "$(command -v rustup)" "$root/root/.cargo/bin/rustup"
 for proxy in cargo rustc rustdoc cargo-clippy cargo-fmt rustfmt clippy-driver; do
   ln -sf rustup "$root/root/.cargo/bin/$proxy"
 done
-# Node.js with npm, as installed here.
-dpkg -L nodejs | while read -r f; do { [ -f "$f" ] || [ -L "$f" ]; } && echo "${f#/}"; done \
-  | tar -C / -cf - --no-recursion -T - | tar -C "$root" -xf -
+# Node.js with npm, as installed here (the image's nodejs package; npm as upgraded at its start).
+cp -a "$(readlink -f "$(command -v node)")" "$root/usr/bin/node"
+mkdir -p "$root/usr/lib/node_modules"
+cp -a "$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")" "$root/usr/lib/node_modules/npm"
+ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/bin/npm"
+ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/bin/npx"
 
 git clone -q "$repo" "$root/root/kokoro-burn"
 
@@ -79,5 +92,5 @@ chmod +x "$root/root/run.sh"
 echo "fresh-machine: running in $root (log: $work/log)"
 unshare --mount --pid --fork --mount-proc="$root/proc" bash -c "
   mount --rbind /dev '$root/dev' && mount -t tmpfs tmpfs '$root/tmp' && mount -t sysfs sysfs '$root/sys' &&
-  chroot '$root' /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb /root/run.sh" \
+  chroot '$root' /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb ${network_env[*]} /root/run.sh" \
   2>&1 | tee "$work/log"

@@ -19,7 +19,7 @@ done
 # Everything the suite uses beyond the README's needs is installed here, before any step needs it
 # (issue 12: a fresh machine lacked the wasm32 target and numpy although CI had them).
 echo "== set up: rustup target, Python venv (scripts/requirements.txt), Debian packages"
-rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+rustup target list --installed | grep -x wasm32-unknown-unknown >/dev/null || rustup target add wasm32-unknown-unknown
 ./scripts/py -c 'import numpy, onnx, onnxruntime' # makes $KOKORO_CACHE/venv-* on first use
 # Debian's chromium (browser tests) and Mesa's lavapipe Vulkan driver (the wgpu test on the CPU).
 missing=()
