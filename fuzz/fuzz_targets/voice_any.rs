@@ -1,7 +1,8 @@
 //! Format detection and every voice reader (raw .bin, .npz, .pt, safetensors) on arbitrary bytes,
 //! as `kokoro` reads a voice file: no panic, memory bounded by the input (-rss_limit_mb), and what
 //! reads back survives a safetensors round trip unchanged.
-//! `cargo +nightly fuzz run voice_any fuzz/seeds/voice_any -- -max_total_time=120 -max_len=1200000`
+//! From fuzz/, new inputs going to the ignored corpus/, not the committed seeds/:
+//! `cargo +nightly fuzz run voice_any corpus/voice_any seeds/voice_any -- -max_total_time=120 -max_len=1200000 -rss_limit_mb=2048`
 #![no_main]
 
 use kokoro_voice::format::{VoiceFormat, read_voices, write_safetensors};

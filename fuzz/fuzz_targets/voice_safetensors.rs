@@ -1,6 +1,8 @@
-//! The voice reader for safetensors files on arbitrary bytes, whatever their content looks like: no panic,
-//! memory bounded by the input (-rss_limit_mb), and every voice read is a whole, finite one.
-//! `cargo +nightly fuzz run voice_safetensors fuzz/seeds/voice_safetensors -- -max_total_time=120 -max_len=1200000`
+//! The reader for safetensors files
+//! on arbitrary bytes, whatever their content looks like: no panic, memory bounded by the input
+//! (-rss_limit_mb), and every voice read is a whole, finite one.
+//! From fuzz/, new inputs going to the ignored corpus/, not the committed seeds/:
+//! `cargo +nightly fuzz run voice_safetensors corpus/voice_safetensors seeds/voice_safetensors -- -max_total_time=120 -max_len=1200000 -rss_limit_mb=2048`
 #![no_main]
 
 use kokoro_voice::format::{VoiceFormat, read_voices_as};
