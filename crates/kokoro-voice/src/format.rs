@@ -257,7 +257,7 @@ pub fn write_npz(voices: &[(String, Voice)]) -> Result<Vec<u8>, VoiceError> {
     for (name, voice) in voices {
         let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (510, 1, 256), }".to_string();
         // Magic (6) + version (2) + length (2) + header + newline, padded to a multiple of 64.
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');
