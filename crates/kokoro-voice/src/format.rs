@@ -141,12 +141,12 @@ pub(crate) fn read_entry(
 ) -> Result<Vec<u8>, VoiceError> {
     let declared = entry.size();
     if declared > cap {
-        return Err(bad(what, format!("{label}: declares {declared} bytes, more than one voice needs ({cap})")));
+        return Err(bad(what, format!("{label}: declares {declared} bytes, more than the {cap} an entry of a voice file may have")));
     }
     let mut out = Vec::new();
     entry.take(cap.min(budget.left) + 1).read_to_end(&mut out).map_err(|e| bad(what, format!("{label}: {e}")))?;
     if out.len() as u64 > cap {
-        return Err(bad(what, format!("{label}: decompresses to more than {cap} bytes, more than one voice needs")));
+        return Err(bad(what, format!("{label}: decompresses to more than the {cap} bytes an entry of a voice file may have")));
     }
     budget.spend(out.len() as u64, what)?;
     Ok(out)

@@ -38,7 +38,7 @@ fn zip_bombs_are_cut_off_at_one_voice() {
     let e = read_voices(&npz, "v", "bomb.npz").unwrap_err();
     assert!(matches!(e, VoiceError::BadFile { .. }), "{e:?}");
     let e = e.to_string();
-    assert!(e.contains("bomb.npz: v.npy: declares 67108864 bytes, more than one voice needs"), "{e}");
+    assert!(e.contains("bomb.npz: v.npy: declares 67108864 bytes, more than the"), "{e}");
     // A bomb whose headers claim a voice's size is cut off there (`allocation.rs` measures it).
     lie_about_size(&mut npz, VOICE_BIN_BYTES as u32);
     let e = error(&npz, "lying-bomb.npz");
@@ -46,7 +46,7 @@ fn zip_bombs_are_cut_off_at_one_voice() {
 
     for (label, pt) in [("v/data/0", pt_of(&voice_pickle(), &zeros, true)), ("v/data.pkl", pt_of(&zeros, b"", true))] {
         let e = error(&pt, "bomb.pt");
-        assert!(e.contains(&format!("bomb.pt: {label}: declares 67108864 bytes, more than one voice needs")), "{e}");
+        assert!(e.contains(&format!("bomb.pt: {label}: declares 67108864 bytes, more than the")), "{e}");
     }
 }
 
