@@ -6,10 +6,10 @@ use std::time::Instant;
 use anyhow::Result;
 use kokoro_voice::format::{read_voices, write_npz, write_safetensors};
 use kokoro_voice::predict::{replay, synthetic_trace};
-use kokoro_voice::{VOICE_BIN_BYTES, VoiceCache};
+use kokoro_voice::{VOICE_BIN_BYTES, VoiceCache, VoiceError};
 
 use crate::fetch::Cache;
-use crate::voices::VoiceSource;
+use crate::voices::{VoiceInputError, VoiceSource};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -17,6 +17,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 pub fn bench(cache: &Cache, source: &VoiceSource) -> Result<()> {
     let names = source.names(cache)?;
+    // Issue 12: a folder without voices panicked below (`voices[0]`). A bundle file cannot get
+    // here empty: reading one with no voices is already an error.
+    if names.is_empty() {
+        let dir = source.voices_dir.clone().unwrap_or_else(|| cache.voices());
+        return Err(VoiceInputError::from(VoiceError::BadFile {
+            what: dir.display().to_string(),
+            message: "no voice packs (NAME.bin) to bench: run `kokoro fetch`, or pass --voices-dir or --voices-file".into(),
+        })
+        .into());
+    }
     let voices: Vec<(String, kokoro_voice::Voice)> =
         names.iter().map(|n| Ok((n.clone(), source.load(cache, n)?))).collect::<Result<_>>()?;
 

@@ -4,7 +4,20 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 
-use crate::{VOICE_BIN_BYTES, VOICE_LEN, Voice, VoiceError};
+use crate::{STYLE_WIDTH, VOICE_BIN_BYTES, VOICE_LEN, VOICE_ROWS, Voice, VoiceError};
+
+/// Most bytes one zip entry may decompress to: one voice's `.npy` array (magic, version and
+/// length, a header of at most 64 KiB, then 510 x 256 f32) or one voice's `.pt` storage. Issue 12:
+/// entries were read whole however large, so a small zip could expand to gigabytes.
+pub(crate) const MAX_ENTRY_BYTES: u64 = VOICE_BIN_BYTES as u64 + 10 + 65_536;
+/// Most entries a zip voice file may hold: kokoro-onnx's bundle has 54 voices.
+pub(crate) const MAX_ENTRIES: usize = 4096;
+/// How many times its own size reading a file may take (decompressed entries, pickle values and
+/// the voices made of them), plus [`BUDGET_VOICES`] voices. Real voices barely compress, so this
+/// only stops zip bombs; the extra voices let one voice through however well it compresses.
+const MAX_EXPANSION: u64 = 8;
+/// Voices' worth of bytes a read may take beyond [`MAX_EXPANSION`] times the file's size.
+const BUDGET_VOICES: u64 = 4;
 
 /// A voice file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +54,7 @@ impl VoiceFormat {
 /// `what` names the source in errors.
 pub fn read_voices(bytes: &[u8], name: &str, what: &str) -> Result<Vec<(String, Voice)>, VoiceError> {
     match VoiceFormat::detect(bytes) {
-        Some(VoiceFormat::Bin) => Ok(vec![(name.to_string(), Voice::from_bin_bytes(bytes, what)?)]),
-        Some(VoiceFormat::Npz) => read_npz(bytes, what),
-        Some(VoiceFormat::Safetensors) => read_safetensors(bytes, what),
-        Some(VoiceFormat::Pt) => crate::torch::read_pt(bytes, name, what)?
-            .into_iter()
-            .map(|(n, values)| {
-                let voice = Voice::from_values(values, &format!("{what}: {n}"))?;
-                Ok((n, voice))
-            })
-            .collect(),
+        Some(format) => read_voices_as(format, bytes, name, what),
         None => Err(VoiceError::BadFile {
             what: what.to_string(),
             message: format!(
@@ -58,6 +62,23 @@ pub fn read_voices(bytes: &[u8], name: &str, what: &str) -> Result<Vec<(String, 
                 bytes.len()
             ),
         }),
+    }
+}
+
+/// Reads every voice in `bytes` as `format`, whatever its content looks like (the fuzz targets
+/// drive each reader directly this way). A raw `.bin` pack or a lone `.pt` tensor gets `name`.
+pub fn read_voices_as(format: VoiceFormat, bytes: &[u8], name: &str, what: &str) -> Result<Vec<(String, Voice)>, VoiceError> {
+    match format {
+        VoiceFormat::Bin => Ok(vec![(name.to_string(), Voice::from_bin_bytes(bytes, what)?)]),
+        VoiceFormat::Npz => read_npz(bytes, what),
+        VoiceFormat::Safetensors => read_safetensors(bytes, what),
+        VoiceFormat::Pt => crate::torch::read_pt(bytes, name, what)?
+            .into_iter()
+            .map(|(n, values)| {
+                let voice = Voice::from_values(values, &format!("{what}: {n}"))?;
+                Ok((n, voice))
+            })
+            .collect(),
     }
 }
 
@@ -69,20 +90,86 @@ pub fn read_voice_file(path: &Path) -> Result<Vec<(String, Voice)>, VoiceError> 
     read_voices(&bytes, stem, &what)
 }
 
-fn bad(what: &str, message: impl Into<String>) -> VoiceError {
+pub(crate) fn bad(what: &str, message: impl Into<String>) -> VoiceError {
     VoiceError::BadFile { what: what.to_string(), message: message.into() }
 }
 
+/// What reading one file may still allocate: every decompressed entry, pickle value and voice
+/// is charged here first, so memory stays proportional to the file's size (Issue 12).
+pub(crate) struct Budget {
+    left: u64,
+    limit: u64,
+}
+
+impl Budget {
+    pub(crate) fn for_file(bytes: &[u8]) -> Self {
+        let limit = (bytes.len() as u64).saturating_mul(MAX_EXPANSION).saturating_add(BUDGET_VOICES * MAX_ENTRY_BYTES);
+        Self { left: limit, limit }
+    }
+
+    /// Takes `bytes` from what is left, or fails naming the file.
+    pub(crate) fn spend(&mut self, bytes: u64, what: &str) -> Result<(), VoiceError> {
+        self.left = self.left.checked_sub(bytes).ok_or_else(|| {
+            bad(what, format!(
+                "reading it takes more than {} bytes ({MAX_EXPANSION} times its size plus {BUDGET_VOICES} voices): a zip bomb?",
+                self.limit
+            ))
+        })?;
+        Ok(())
+    }
+}
+
+/// Opens a zip voice file, refusing more than [`MAX_ENTRIES`] entries. `kind` names the format
+/// in errors.
+pub(crate) fn open_zip<'a>(bytes: &'a [u8], kind: &str, what: &str) -> Result<zip::ZipArchive<Cursor<&'a [u8]>>, VoiceError> {
+    let zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(what, format!("not a valid {kind}: {e}")))?;
+    if zip.len() > MAX_ENTRIES {
+        return Err(bad(what, format!("{} entries, more than {MAX_ENTRIES}: not a voice file", zip.len())));
+    }
+    Ok(zip)
+}
+
+/// Decompresses one zip entry of at most `cap` bytes, charging it to `budget`. The declared size
+/// is only checked, never used to allocate; the `zip` crate stops at it, and the read is also cut
+/// one byte past the cap in case an entry gets past that. `label` names the entry in errors.
+pub(crate) fn read_entry(
+    entry: &mut zip::read::ZipFile<'_, Cursor<&[u8]>>,
+    label: &str,
+    cap: u64,
+    budget: &mut Budget,
+    what: &str,
+) -> Result<Vec<u8>, VoiceError> {
+    let declared = entry.size();
+    if declared > cap {
+        return Err(bad(what, format!("{label}: declares {declared} bytes, more than the {cap} an entry of a voice file may have")));
+    }
+    let mut out = Vec::new();
+    entry.take(cap.min(budget.left) + 1).read_to_end(&mut out).map_err(|e| bad(what, format!("{label}: {e}")))?;
+    if out.len() as u64 > cap {
+        return Err(bad(what, format!("{label}: decompresses to more than the {cap} bytes an entry of a voice file may have")));
+    }
+    budget.spend(out.len() as u64, what)?;
+    Ok(out)
+}
+
+/// Is `dims` the shape of a voice: sizes of 510, 1 and 256 only, 510 x 256 values in all? Checked
+/// multiplication: a file's sizes may overflow any product (Issue 12).
+pub(crate) fn is_voice_shape(dims: &[usize]) -> bool {
+    dims.iter().all(|d| [1, STYLE_WIDTH, VOICE_ROWS].contains(d))
+        && dims.iter().try_fold(1usize, |n, d| n.checked_mul(*d)) == Some(VOICE_LEN)
+}
+
 fn read_npz(bytes: &[u8], what: &str) -> Result<Vec<(String, Voice)>, VoiceError> {
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(what, format!("not a valid .npz (zip): {e}")))?;
+    let mut zip = open_zip(bytes, ".npz (zip)", what)?;
+    let mut budget = Budget::for_file(bytes);
     let mut out = Vec::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| bad(what, format!("entry {i}: {e}")))?;
         let entry_name = entry.name().map_err(|e| bad(what, format!("entry {i}: {e}")))?.to_string();
         let Some(name) = entry_name.strip_suffix(".npy").map(str::to_string) else { continue };
-        let mut npy = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut npy).map_err(|e| bad(what, format!("{name}: {e}")))?;
+        let npy = read_entry(&mut entry, &entry_name, MAX_ENTRY_BYTES, &mut budget, what)?;
         let entry_what = format!("{what}: {name}");
+        budget.spend(VOICE_BIN_BYTES as u64, what)?;
         out.push((name, Voice::from_values(read_npy(&npy, &entry_what)?, &entry_what)?));
     }
     if out.is_empty() {
@@ -119,8 +206,9 @@ fn read_npy(npy: &[u8], what: &str) -> Result<Vec<f32>, VoiceError> {
         return Err(bad(what, "Fortran-ordered arrays are not supported"));
     }
     let shape = field("shape").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).unwrap_or("");
-    let dims: Vec<usize> = shape.split(',').filter_map(|d| d.trim().parse().ok()).collect();
-    if dims.iter().product::<usize>() != VOICE_LEN || dims.iter().any(|d| ![1, 256, 510].contains(d)) {
+    // numpy writes a trailing comma for one dimension: "(130560,)".
+    let dims: Option<Vec<usize>> = shape.split(',').map(str::trim).filter(|d| !d.is_empty()).map(|d| d.parse().ok()).collect();
+    if !dims.is_some_and(|dims| is_voice_shape(&dims)) {
         return Err(bad(what, format!("shape ({shape}) is not a voice (510, 1, 256)")));
     }
     if data.len() != VOICE_LEN * 4 {
@@ -137,7 +225,7 @@ fn read_safetensors(bytes: &[u8], what: &str) -> Result<Vec<(String, Voice)>, Vo
         if view.dtype() != safetensors::Dtype::F32 {
             return Err(bad(&entry_what, format!("dtype {:?} is not supported (voices are F32)", view.dtype())));
         }
-        if view.shape().iter().product::<usize>() != VOICE_LEN {
+        if !is_voice_shape(view.shape()) {
             return Err(VoiceError::BadShape { what: entry_what, message: format!("shape {:?} is not a voice (510, 1, 256)", view.shape()) });
         }
         let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
@@ -169,7 +257,7 @@ pub fn write_npz(voices: &[(String, Voice)]) -> Result<Vec<u8>, VoiceError> {
     for (name, voice) in voices {
         let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (510, 1, 256), }".to_string();
         // Magic (6) + version (2) + length (2) + header + newline, padded to a multiple of 64.
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');

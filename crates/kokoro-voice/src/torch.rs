@@ -4,68 +4,109 @@
 //! (protocols 2-4); no Python objects are ever constructed, so a hostile pickle can do nothing but
 //! fail to parse.
 
-use std::io::{Cursor, Read};
+use std::collections::HashMap;
+use std::io::Cursor;
 
-use crate::{VOICE_LEN, VoiceError};
+use crate::format::{Budget, MAX_ENTRY_BYTES, bad, is_voice_shape, open_zip, read_entry};
+use crate::{VOICE_BIN_BYTES, VoiceError};
 
-#[derive(Debug, Clone, PartialEq)]
+/// Most bytes a `data.pkl` may have: one voice's pickle is about 300 bytes, a dict of a thousand
+/// voices about 100 KB.
+const MAX_PICKLE_BYTES: u64 = 1 << 20;
+/// Most values the pickle stack may hold at once.
+const MAX_STACK: usize = 1 << 16;
+
+/// Where a value lives in the unpickled arena. Containers, the stack and the memo hold these, so a
+/// memo fetch shares its value as Python's memo does. Issue 12: values were owned trees and the
+/// memo handed out deep copies, so a few hundred bytes of BINGET/TUPLE2/MEMOIZE rounds doubled a
+/// value per round; a million nested tuples also overflowed the stack when the tree was dropped.
+/// Nothing here recurses over values, and a value may even contain itself.
+type Id = usize;
+
+#[derive(Debug)]
 enum Value {
-    None,
-    Bool(bool),
+    /// None, booleans and floats: nothing a voice needs.
+    Other,
     Int(i64),
-    Float(f64),
     Str(String),
-    Tuple(Vec<Value>),
-    List(Vec<Value>),
-    Dict(Vec<(Value, Value)>),
+    Tuple(Vec<Id>),
+    List(Vec<Id>),
+    Dict(Vec<(Id, Id)>),
     Global(String, String),
-    Persistent(Box<Value>),
-    Reduce(Box<Value>, Box<Value>),
-    Mark,
+    Persistent(Id),
+    Reduce(Id, Id),
 }
 
-fn bad(what: &str, message: impl Into<String>) -> VoiceError {
-    VoiceError::BadFile { what: what.to_string(), message: message.into() }
+/// An unpickled value: its root and every value it refers to.
+struct Pickle {
+    values: Vec<Value>,
+    root: Id,
 }
 
-fn unpickle(data: &[u8], what: &str) -> Result<Value, VoiceError> {
+/// Parses a pickle. Every opcode is charged to `budget` as one value's memory (it creates at most
+/// one value, memo entry or container slot), so the arena stays proportional to the file's size.
+fn unpickle(data: &[u8], what: &str, budget: &mut Budget) -> Result<Pickle, VoiceError> {
     let mut at = 0usize;
-    let mut stack: Vec<Value> = Vec::new();
-    let mut memo: std::collections::HashMap<u32, Value> = std::collections::HashMap::new();
+    let mut values: Vec<Value> = Vec::new();
+    // `None` is a MARK.
+    let mut stack: Vec<Option<Id>> = Vec::new();
+    let mut memo: HashMap<u32, Id> = HashMap::new();
     let err = |m: &str| bad(what, format!("data.pkl: {m}"));
     macro_rules! take {
         ($n:expr) => {{
-            let n = $n;
-            let s = data.get(at..at + n).ok_or_else(|| err("truncated"))?;
+            let n: usize = $n;
+            let s = at.checked_add(n).and_then(|end| data.get(at..end)).ok_or_else(|| err("truncated"))?;
             at += n;
             s
         }};
     }
+    macro_rules! array {
+        ($n:literal) => {{
+            let mut a = [0u8; $n];
+            a.copy_from_slice(take!($n));
+            a
+        }};
+    }
     let line = |at: &mut usize| -> Result<String, VoiceError> {
-        let end = data[*at..].iter().position(|&b| b == b'\n').ok_or_else(|| err("unterminated line"))?;
-        let s = String::from_utf8_lossy(&data[*at..*at + end]).into_owned();
+        let rest = data.get(*at..).unwrap_or_default();
+        let end = rest.iter().position(|&b| b == b'\n').ok_or_else(|| err("unterminated line"))?;
         *at += end + 1;
-        Ok(s)
+        Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
     };
-    let pop_mark = |stack: &mut Vec<Value>| -> Result<Vec<Value>, VoiceError> {
-        let m = stack.iter().rposition(|v| *v == Value::Mark).ok_or_else(|| err("missing MARK"))?;
-        let items = stack.split_off(m + 1);
+    let pop = |stack: &mut Vec<Option<Id>>| -> Result<Id, VoiceError> {
+        match stack.pop() {
+            Some(Some(id)) => Ok(id),
+            Some(None) => Err(err("a MARK where a value belongs")),
+            None => Err(err("stack underflow")),
+        }
+    };
+    let top = |stack: &[Option<Id>]| -> Result<Id, VoiceError> {
+        match stack.last() {
+            Some(Some(id)) => Ok(*id),
+            Some(None) => Err(err("a MARK where a value belongs")),
+            None => Err(err("empty stack")),
+        }
+    };
+    let pop_mark = |stack: &mut Vec<Option<Id>>| -> Result<Vec<Id>, VoiceError> {
+        let m = stack.iter().rposition(Option::is_none).ok_or_else(|| err("missing MARK"))?;
+        // Nothing above the last MARK is a MARK.
+        let items = stack.split_off(m + 1).into_iter().flatten().collect();
         stack.pop();
         Ok(items)
     };
+    let string = |bytes: &[u8]| Value::Str(String::from_utf8_lossy(bytes).into_owned());
     loop {
-        let op = *take!(1).first().unwrap();
-        match op {
-            0x80 => { take!(1); }                         // PROTO
-            0x95 => { take!(8); }                         // FRAME
-            b'.' => return stack.pop().ok_or_else(|| err("empty stack at STOP")),
-            b'(' => stack.push(Value::Mark),
-            b'N' => stack.push(Value::None),
-            0x88 => stack.push(Value::Bool(true)),
-            0x89 => stack.push(Value::Bool(false)),
-            b'K' => { let b = take!(1); stack.push(Value::Int(b[0] as i64)) }
-            b'M' => { let b = take!(2); stack.push(Value::Int(u16::from_le_bytes([b[0], b[1]]) as i64)) }
-            b'J' => { let b = take!(4); stack.push(Value::Int(i32::from_le_bytes(b.try_into().unwrap()) as i64)) }
+        budget.spend(size_of::<Value>() as u64, what).map_err(|_| err("more values than the file's size allows: a pickle bomb?"))?;
+        let op = take!(1)[0];
+        let new = match op {
+            0x80 => { take!(1); None }                    // PROTO
+            0x95 => { take!(8); None }                    // FRAME
+            b'.' => return Ok(Pickle { root: pop(&mut stack)?, values }),
+            b'(' => { stack.push(None); None }
+            b'N' | 0x88 | 0x89 => Some(Value::Other),     // None, True, False
+            b'K' => Some(Value::Int(take!(1)[0] as i64)),
+            b'M' => Some(Value::Int(u16::from_le_bytes(array!(2)) as i64)),
+            b'J' => Some(Value::Int(i32::from_le_bytes(array!(4)) as i64)),
             0x8a => {
                 let n = take!(1)[0] as usize;
                 let b = take!(n);
@@ -73,59 +114,68 @@ fn unpickle(data: &[u8], what: &str) -> Result<Value, VoiceError> {
                 let mut v: i64 = 0;
                 for (i, byte) in b.iter().enumerate() { v |= (*byte as i64) << (8 * i); }
                 if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 { v -= 1i64 << (8 * n); }
-                stack.push(Value::Int(v))
+                Some(Value::Int(v))
             }
-            b'G' => { let b = take!(8); stack.push(Value::Float(f64::from_be_bytes(b.try_into().unwrap()))) }
-            b'X' => { let b = take!(4); let n = u32::from_le_bytes(b.try_into().unwrap()) as usize; let s = take!(n); stack.push(Value::Str(String::from_utf8_lossy(s).into_owned())) }
-            0x8c => { let n = take!(1)[0] as usize; let s = take!(n); stack.push(Value::Str(String::from_utf8_lossy(s).into_owned())) }
-            b'c' => { let module = line(&mut at)?; let name = line(&mut at)?; stack.push(Value::Global(module, name)) }
+            b'G' => { take!(8); Some(Value::Other) }
+            b'X' => { let n = u32::from_le_bytes(array!(4)) as usize; Some(string(take!(n))) }
+            0x8c => { let n = take!(1)[0] as usize; Some(string(take!(n))) }
+            b'c' => { let module = line(&mut at)?; let name = line(&mut at)?; Some(Value::Global(module, name)) }
             0x93 => {
-                let name = stack.pop(); let module = stack.pop();
-                match (module, name) {
-                    (Some(Value::Str(m)), Some(Value::Str(n))) => stack.push(Value::Global(m, n)),
+                let name = pop(&mut stack)?; let module = pop(&mut stack)?;
+                match (&values[module], &values[name]) {
+                    (Value::Str(m), Value::Str(n)) => Some(Value::Global(m.clone(), n.clone())),
                     _ => return Err(err("STACK_GLOBAL needs two strings")),
                 }
             }
-            b')' => stack.push(Value::Tuple(Vec::new())),
-            b't' => { let items = pop_mark(&mut stack)?; stack.push(Value::Tuple(items)) }
+            b')' => Some(Value::Tuple(Vec::new())),
+            b't' => Some(Value::Tuple(pop_mark(&mut stack)?)),
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
-                if stack.len() < n { return Err(err("stack underflow")); }
-                let items = stack.split_off(stack.len() - n);
-                stack.push(Value::Tuple(items))
+                let at = stack.len().checked_sub(n).ok_or_else(|| err("stack underflow"))?;
+                let items: Option<Vec<Id>> = stack.split_off(at).into_iter().collect();
+                Some(Value::Tuple(items.ok_or_else(|| err("a MARK where a value belongs"))?))
             }
-            b']' => stack.push(Value::List(Vec::new())),
-            b'}' => stack.push(Value::Dict(Vec::new())),
+            b']' => Some(Value::List(Vec::new())),
+            b'}' => Some(Value::Dict(Vec::new())),
             b'a' | b'e' => {
-                let items = if op == b'a' { vec![stack.pop().ok_or_else(|| err("stack underflow"))?] } else { pop_mark(&mut stack)? };
-                match stack.last_mut() { Some(Value::List(l)) => l.extend(items), _ => return Err(err("APPEND to a non-list")) }
+                let items = if op == b'a' { vec![pop(&mut stack)?] } else { pop_mark(&mut stack)? };
+                match &mut values[top(&stack)?] { Value::List(l) => l.extend(items), _ => return Err(err("APPEND to a non-list")) }
+                None
             }
             b's' | b'u' => {
                 let items = if op == b's' {
-                    let v = stack.pop().ok_or_else(|| err("stack underflow"))?;
-                    let k = stack.pop().ok_or_else(|| err("stack underflow"))?;
+                    let v = pop(&mut stack)?;
+                    let k = pop(&mut stack)?;
                     vec![k, v]
                 } else { pop_mark(&mut stack)? };
-                match stack.last_mut() {
-                    Some(Value::Dict(d)) => { let mut it = items.into_iter(); while let (Some(k), Some(v)) = (it.next(), it.next()) { d.push((k, v)) } }
+                match &mut values[top(&stack)?] {
+                    Value::Dict(d) => d.extend(items.chunks_exact(2).map(|kv| (kv[0], kv[1]))),
                     _ => return Err(err("SETITEM on a non-dict")),
                 }
+                None
             }
-            b'q' => { let i = take!(1)[0] as u32; memo.insert(i, stack.last().cloned().ok_or_else(|| err("empty stack"))?); }
-            b'r' => { let b = take!(4); memo.insert(u32::from_le_bytes(b.try_into().unwrap()), stack.last().cloned().ok_or_else(|| err("empty stack"))?); }
-            0x94 => { let i = memo.len() as u32; memo.insert(i, stack.last().cloned().ok_or_else(|| err("empty stack"))?); }
-            b'h' => { let i = take!(1)[0] as u32; stack.push(memo.get(&i).cloned().ok_or_else(|| err("bad memo"))?) }
-            b'j' => { let b = take!(4); stack.push(memo.get(&u32::from_le_bytes(b.try_into().unwrap())).cloned().ok_or_else(|| err("bad memo"))?) }
-            b'Q' => { let pid = stack.pop().ok_or_else(|| err("stack underflow"))?; stack.push(Value::Persistent(Box::new(pid))) }
+            b'q' => { memo.insert(take!(1)[0] as u32, top(&stack)?); None }
+            b'r' => { memo.insert(u32::from_le_bytes(array!(4)), top(&stack)?); None }
+            0x94 => { memo.insert(memo.len() as u32, top(&stack)?); None }
+            b'h' | b'j' => {
+                let key = if op == b'h' { take!(1)[0] as u32 } else { u32::from_le_bytes(array!(4)) };
+                stack.push(Some(*memo.get(&key).ok_or_else(|| err("bad memo"))?));
+                None
+            }
+            b'Q' => Some(Value::Persistent(pop(&mut stack)?)),
             b'R' => {
-                let args = stack.pop().ok_or_else(|| err("stack underflow"))?;
-                let func = stack.pop().ok_or_else(|| err("stack underflow"))?;
-                stack.push(Value::Reduce(Box::new(func), Box::new(args)))
+                let args = pop(&mut stack)?;
+                let func = pop(&mut stack)?;
+                Some(Value::Reduce(func, args))
             }
-            b'b' => { stack.pop().ok_or_else(|| err("stack underflow"))?; } // BUILD: state is irrelevant here
+            b'b' => { pop(&mut stack)?; None } // BUILD: state is irrelevant here
             other => return Err(err(&format!("unsupported pickle opcode 0x{other:02x}"))),
+        };
+        if let Some(value) = new {
+            values.push(value);
+            stack.push(Some(values.len() - 1));
         }
-        if stack.len() > 1 << 16 {
+        if stack.len() > MAX_STACK {
             return Err(err("pickle too deep"));
         }
     }
@@ -133,53 +183,64 @@ fn unpickle(data: &[u8], what: &str) -> Result<Value, VoiceError> {
 
 /// The voices in a `.pt` file: a tensor, or a dict of name -> tensor. A lone tensor gets `name`.
 pub fn read_pt(bytes: &[u8], name: &str, what: &str) -> Result<Vec<(String, Vec<f32>)>, VoiceError> {
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(what, format!("not a torch zip: {e}")))?;
+    let mut zip = open_zip(bytes, "torch zip", what)?;
+    let mut budget = Budget::for_file(bytes);
     let names: Vec<String> = zip.file_names().filter_map(|n| n.ok().map(|n| n.to_string())).collect();
     let pkl = names.iter().find(|n| n.ends_with("data.pkl")).ok_or_else(|| bad(what, "no data.pkl: not a torch.save file"))?.clone();
-    let prefix = pkl.trim_end_matches("data.pkl").to_string();
-    let mut read = |entry: &str| -> Result<Vec<u8>, VoiceError> {
+    let prefix = pkl.strip_suffix("data.pkl").unwrap_or_default().to_string();
+    let mut read = |entry: &str, cap: u64, budget: &mut Budget| -> Result<Vec<u8>, VoiceError> {
         let mut f = zip.by_name(entry).map_err(|e| bad(what, format!("{entry}: {e}")))?;
-        let mut out = Vec::new();
-        f.read_to_end(&mut out).map_err(|e| bad(what, format!("{entry}: {e}")))?;
-        Ok(out)
+        read_entry(&mut f, entry, cap, budget, what)
     };
-    let root = unpickle(&read(&pkl)?, what)?;
-    let mut tensor = |v: &Value, label: &str| -> Result<Vec<f32>, VoiceError> {
-        let Value::Reduce(func, args) = v else { return Err(bad(what, format!("{label}: not a tensor"))) };
-        let Value::Global(m, f) = &**func else { return Err(bad(what, format!("{label}: not a tensor"))) };
+    let pickle = unpickle(&read(&pkl, MAX_PICKLE_BYTES, &mut budget)?, what, &mut budget)?;
+    let values = &pickle.values;
+    let mut tensor = |id: Id, label: &str| -> Result<Vec<f32>, VoiceError> {
+        let Value::Reduce(func, args) = &values[id] else { return Err(bad(what, format!("{label}: not a tensor"))) };
+        let Value::Global(m, f) = &values[*func] else { return Err(bad(what, format!("{label}: not a tensor"))) };
         if (m.as_str(), f.as_str()) != ("torch._utils", "_rebuild_tensor_v2") {
             return Err(bad(what, format!("{label}: {m}.{f} is not a tensor rebuild")));
         }
-        let Value::Tuple(a) = &**args else { return Err(bad(what, format!("{label}: bad tensor arguments"))) };
-        let (Some(Value::Persistent(pid)), Some(Value::Int(offset)), Some(Value::Tuple(size))) = (a.first(), a.get(1), a.get(2)) else {
+        let Value::Tuple(a) = &values[*args] else { return Err(bad(what, format!("{label}: bad tensor arguments"))) };
+        let [pid, offset, size, ..] = a.as_slice() else { return Err(bad(what, format!("{label}: bad tensor arguments"))) };
+        let (Value::Persistent(pid), Value::Int(offset), Value::Tuple(size)) = (&values[*pid], &values[*offset], &values[*size]) else {
             return Err(bad(what, format!("{label}: bad tensor arguments")));
         };
-        let Value::Tuple(p) = &**pid else { return Err(bad(what, format!("{label}: bad storage id"))) };
-        let (Some(Value::Global(_, class)), Some(Value::Str(key))) = (p.get(1), p.get(2)) else {
+        let Value::Tuple(p) = &values[*pid] else { return Err(bad(what, format!("{label}: bad storage id"))) };
+        let (Some(Value::Global(_, class)), Some(Value::Str(key))) = (p.get(1).map(|&i| &values[i]), p.get(2).map(|&i| &values[i])) else {
             return Err(bad(what, format!("{label}: bad storage id")));
         };
         if class != "FloatStorage" {
             return Err(bad(what, format!("{label}: {class} is not supported (voices are float32)")));
         }
-        let dims: Vec<i64> = size.iter().map(|d| if let Value::Int(i) = d { *i } else { -1 }).collect();
-        if dims.iter().product::<i64>() != VOICE_LEN as i64 {
+        // Sizes are checked before any use: negative or huge ones are not a voice (Issue 12).
+        let dims: Vec<Option<i64>> = size.iter().map(|&d| if let Value::Int(i) = values[d] { Some(i) } else { None }).collect();
+        let shape: Option<Vec<usize>> = dims.iter().map(|d| d.and_then(|d| usize::try_from(d).ok())).collect();
+        if !shape.is_some_and(|s| is_voice_shape(&s)) {
             return Err(VoiceError::BadShape { what: format!("{what}: {label}"), message: format!("shape {dims:?} is not a voice (510, 1, 256)") });
         }
-        let storage = read(&format!("{prefix}data/{key}"))?;
-        let start = *offset as usize * 4;
-        let bytes = storage.get(start..start + VOICE_LEN * 4).ok_or_else(|| bad(what, format!("{label}: storage too short")))?;
+        let start = usize::try_from(*offset).ok().and_then(|o| o.checked_mul(4));
+        let Some(range) = start.and_then(|s| Some(s..s.checked_add(VOICE_BIN_BYTES)?)) else {
+            return Err(bad(what, format!("{label}: storage offset {offset} is not a voice's")));
+        };
+        let storage = read(&format!("{prefix}data/{key}"), MAX_ENTRY_BYTES, &mut budget)?;
+        let bytes = storage.get(range).ok_or_else(|| bad(what, format!("{label}: storage offset {offset} leaves less than one voice")))?;
+        budget.spend(VOICE_BIN_BYTES as u64, what)?;
         Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     };
-    match &root {
+    let voices = match &values[pickle.root] {
         Value::Dict(items) => items
             .iter()
-            .map(|(k, v)| {
-                let Value::Str(k) = k else { return Err(bad(what, "dict keys must be voice names")) };
+            .map(|&(k, v)| {
+                let Value::Str(k) = &values[k] else { return Err(bad(what, "dict keys must be voice names")) };
                 Ok((k.clone(), tensor(v, k)?))
             })
-            .collect(),
-        v => Ok(vec![(name.to_string(), tensor(v, name)?)]),
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => vec![(name.to_string(), tensor(pickle.root, name)?)],
+    };
+    if voices.is_empty() {
+        return Err(bad(what, "the .pt file holds an empty dict, no tensors"));
     }
+    Ok(voices)
 }
 
 /// What `torch.save` pickles for a contiguous float32 tensor of shape (510, 1, 256) in storage

@@ -1,0 +1,20 @@
+//! The reader for .npz bundles (numpy's savez: a zip of .npy arrays)
+//! on arbitrary bytes, whatever their content looks like: no panic, memory bounded by the input
+//! (-rss_limit_mb), and every voice read is a whole, finite one.
+//! From fuzz/, new inputs going to the ignored corpus/, not the committed seeds/:
+//! `cargo +nightly fuzz run voice_npz corpus/voice_npz seeds/voice_npz -- -max_total_time=120 -max_len=1200000 -rss_limit_mb=2048`
+#![no_main]
+
+use kokoro_voice::format::{VoiceFormat, read_voices_as};
+use kokoro_voice::{VOICE_LEN, Voice};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(voices) = read_voices_as(VoiceFormat::Npz, data, "fuzz", "fuzz.npz") {
+        assert!(!voices.is_empty());
+        for (_, voice) in &voices {
+            assert!(voice.values().len() == VOICE_LEN && voice.values().iter().all(|v| v.is_finite()));
+            assert_eq!(&Voice::from_bin_bytes(&voice.to_bin_bytes(), "again").unwrap(), voice);
+        }
+    }
+});
