@@ -31,8 +31,8 @@ use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter};
 use burn::tensor::Device;
 
 pub use canonical::{read_canonical, read_canonical_bytes, write_canonical};
-pub use onnx::import_onnx;
-pub use pth::import_pth;
+pub use onnx::{import_onnx, import_onnx_bytes};
+pub use pth::{import_pth, import_pth_bytes};
 
 use crate::config::KokoroConfig;
 use crate::model::KModel;

@@ -90,8 +90,14 @@ struct Row<'a> {
 /// Reads an ONNX export of Kokoro-82M v1.0 into a [`WeightSet`] (quantized tensors stay quantized).
 pub fn import_onnx(path: &Path) -> Result<WeightSet, LoadError> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let corrupt = |reason: String| LoadError::Corrupt { path: path.display().to_string(), format: "ONNX", reason };
-    let model = ModelProto::decode(bytes.as_slice()).map_err(|e| corrupt(e.to_string()))?;
+    import_onnx_bytes(&bytes, &path.display().to_string())
+}
+
+/// Reads an ONNX export already in memory; `what` names it in errors, and its last path component
+/// becomes the weight set's source.
+pub fn import_onnx_bytes(bytes: &[u8], what: &str) -> Result<WeightSet, LoadError> {
+    let corrupt = |reason: String| LoadError::Corrupt { path: what.to_string(), format: "ONNX", reason };
+    let model = ModelProto::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
     let graph = model.graph.ok_or_else(|| corrupt("no graph".into()))?;
     if graph.initializer.is_empty() {
         return Err(corrupt("the graph has no initializers".into()));
@@ -100,7 +106,7 @@ pub fn import_onnx(path: &Path) -> Result<WeightSet, LoadError> {
         inits: graph.initializer.into_iter().map(|t| (t.name.clone(), t)).collect(),
         nodes: graph.node.into_iter().map(|n| (n.name.clone(), n)).collect(),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = Path::new(what).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut tensors = BTreeMap::new();
     let mut missing = Vec::new();
     for row in mapping_rows() {

@@ -7,20 +7,37 @@
 //! every axis but the first.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::store::pytorch_reader::{DType, PytorchReader};
 
-use super::{LoadError, QTensor, WeightSet};
+use super::{LoadError, QTensor, WeightSet, io_err};
 
 /// The top-level keys of the official checkpoint.
 pub const PTH_COMPONENTS: [&str; 5] = ["bert", "bert_encoder", "predictor", "text_encoder", "decoder"];
 
 /// Reads the official PyTorch checkpoint into a float32 [`WeightSet`].
 pub fn import_pth(path: &Path) -> Result<WeightSet, LoadError> {
-    let p = path.display().to_string();
-    let corrupt = |reason: String| LoadError::Corrupt { path: p.clone(), format: "PyTorch", reason };
-    let reader = PytorchReader::new(path).map_err(|e| corrupt(e.to_string()))?;
+    read_pth(path, &path.display().to_string())
+}
+
+/// Reads an official-layout checkpoint already in memory; `what` names it in errors, and its last
+/// path component becomes the weight set's source.
+///
+/// burn-store's reader opens checkpoints by path only (its `from_reader` takes a bare pickle:
+/// tensor bytes live outside the pickle), so the bytes go to a private temporary file, removed
+/// again once every tensor has been read.
+pub fn import_pth_bytes(bytes: &[u8], what: &str) -> Result<WeightSet, LoadError> {
+    let tmp = TempFile::with_contents(bytes)?;
+    read_pth(&tmp.0, what)
+}
+
+/// Reads the checkpoint at `file`; errors and the source name say `what`.
+fn read_pth(file: &Path, what: &str) -> Result<WeightSet, LoadError> {
+    let corrupt = |reason: String| LoadError::Corrupt { path: what.to_string(), format: "PyTorch", reason };
+    let reader = PytorchReader::new(file).map_err(|e| corrupt(e.to_string()))?;
     let mut raw: BTreeMap<String, QTensor> = BTreeMap::new();
     for (key, tensor) in reader.tensors() {
         let name = normalise_key(key).ok_or_else(|| {
@@ -41,8 +58,40 @@ pub fn import_pth(path: &Path) -> Result<WeightSet, LoadError> {
         raw.insert(name, QTensor::F32 { shape: tensor.shape().to_vec(), data });
     }
     let tensors = fold_weight_norm(raw).map_err(LoadError::Mismatch)?;
-    let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = Path::new(what).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(WeightSet { tensors, source: format!("{file} (PyTorch)") })
+}
+
+/// A file in the temporary directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn with_contents(bytes: &[u8]) -> Result<Self, LoadError> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir();
+        // `create_new` never follows or reuses another's file; a name left by a crashed process
+        // with the same id is skipped.
+        let mut attempt = 0;
+        let (path, mut file) = loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!("kokoro-pth-{}-{n}.pth", std::process::id()));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => break (path, file),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+                Err(e) => return Err(io_err(&path, e)),
+            }
+        };
+        let tmp = TempFile(path);
+        file.write_all(bytes).map_err(|e| io_err(&tmp.0, e))?;
+        Ok(tmp)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // Best effort: a file left behind in the temporary directory harms nothing.
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// `bert.module.embeddings.x` -> `bert.embeddings.x`; `None` if the key is under no component.
