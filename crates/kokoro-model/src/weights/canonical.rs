@@ -110,6 +110,9 @@ pub fn read_canonical_bytes(bytes: &[u8], what: &str) -> Result<WeightSet, LoadE
             Dtype::I8 => QTensor::I8 { shape, data: view.data().iter().map(|&b| b as i8).collect(), scale: scale()? },
             Dtype::U8 => {
                 let zp = sidecar(ZERO_POINT).ok_or_else(|| corrupt(format!("{name} has no {name}{ZERO_POINT}")))?;
+                if zp.dtype() != Dtype::U8 {
+                    return Err(corrupt(format!("{name}{ZERO_POINT} is {:?}, not U8", zp.dtype())));
+                }
                 let scale = scale()?;
                 if scale.len() != 1 || zp.data().len() != 1 {
                     return Err(corrupt(format!("{name}: uint8 tensors take one scale and one zero point")));

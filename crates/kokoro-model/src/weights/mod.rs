@@ -31,8 +31,8 @@ use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter};
 use burn::tensor::Device;
 
 pub use canonical::{read_canonical, read_canonical_bytes, write_canonical};
-pub use onnx::import_onnx;
-pub use pth::import_pth;
+pub use onnx::{import_onnx, import_onnx_bytes};
+pub use pth::{import_pth, import_pth_bytes};
 
 use crate::config::KokoroConfig;
 use crate::model::KModel;
@@ -99,25 +99,33 @@ impl QTensor {
         match self {
             QTensor::F32 { data, .. } => data.clone(),
             QTensor::I8 { data, scale, .. } if scale.len() == 1 => data.iter().map(|&q| q as f32 * scale[0]).collect(),
-            // One scale per row; `validate` checked that rows (axis 0) match the scales.
-            QTensor::I8 { data, scale, .. } => data
-                .chunks_exact(data.len() / scale.len())
-                .zip(scale)
-                .flat_map(|(row, &s)| row.iter().map(move |&q| q as f32 * s))
-                .collect(),
+            // One scale per row; `validate` checked that rows (axis 0) match the scales. Rows of no
+            // values (shape [n, 0]) have nothing to scale, and `chunks_exact(0)` would panic (issue 12).
+            QTensor::I8 { data, scale, .. } => match data.len().checked_div(scale.len()) {
+                Some(row) if row > 0 => {
+                    data.chunks_exact(row).zip(scale).flat_map(|(row, &s)| row.iter().map(move |&q| q as f32 * s)).collect()
+                }
+                _ => Vec::new(),
+            },
             QTensor::U8 { data, scale, zero_point, .. } => {
                 data.iter().map(|&q| (q as f32 - *zero_point as f32) * scale).collect()
             }
         }
     }
 
-    fn validate(&self, name: &str) -> Result<(), String> {
-        let n: usize = self.shape().iter().product();
+    /// Checks that the values fill the shape and the scales fit it; the error names the tensor.
+    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
+        let shape = self.shape();
+        // Issue 12: shapes come from files, so their product may overflow.
+        let n = element_count(shape).ok_or_else(|| format!("{name}: shape {shape:?} has more elements than memory holds"))?;
         let len = match self {
             QTensor::F32 { data, .. } => data.len(),
             QTensor::I8 { data, scale, shape } => {
-                if !(scale.len() == 1 || scale.len() == shape[0]) {
-                    return Err(format!("{name}: {} scales for shape {shape:?}", scale.len()));
+                // One scale, or one per row. Issue 12: a 0-d tensor has no rows, and a tensor of no
+                // rows with no scales would divide by zero when dequantized.
+                let per_row = !scale.is_empty() && shape.first() == Some(&scale.len());
+                if scale.len() != 1 && !per_row {
+                    return Err(format!("{name}: {} scales for shape {shape:?} (expected one, or one per row)", scale.len()));
                 }
                 data.len()
             }
@@ -128,6 +136,11 @@ impl QTensor {
         }
         Ok(())
     }
+}
+
+/// The number of elements of `shape`, or `None` if it overflows `usize`.
+pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
 /// A full set of Kokoro weights, named by PyTorch state-dict paths.
@@ -154,6 +167,13 @@ impl WeightSet {
         WeightSet { tensors, source: self.source.clone() }
     }
 
+    /// Checks that every tensor's values fill its shape and its scales fit it (what the readers
+    /// guarantee and loading relies on); the error lists every tensor that does not.
+    pub fn validate(&self) -> Result<(), LoadError> {
+        let problems: Vec<String> = self.tensors.iter().filter_map(|(name, t)| t.validate(name).err()).collect();
+        if problems.is_empty() { Ok(()) } else { Err(LoadError::Mismatch(problems.join("; "))) }
+    }
+
     /// Number of parameters.
     pub fn parameter_count(&self) -> usize {
         self.tensors.values().map(|t| t.shape().iter().product::<usize>()).sum()
@@ -172,13 +192,10 @@ impl WeightSet {
 
     /// Builds [`KModel`] on `device` from these weights.
     pub fn into_model(self, config: &KokoroConfig, device: &Device) -> Result<KModel, LoadError> {
+        self.validate()?;
         let mut tensors = Vec::with_capacity(self.tensors.len());
         let mut problems = Vec::new();
         for (name, t) in &self.tensors {
-            if let Err(e) = t.validate(name) {
-                problems.push(e);
-                continue;
-            }
             if is_unused_upstream(name) {
                 continue;
             }

@@ -90,8 +90,14 @@ struct Row<'a> {
 /// Reads an ONNX export of Kokoro-82M v1.0 into a [`WeightSet`] (quantized tensors stay quantized).
 pub fn import_onnx(path: &Path) -> Result<WeightSet, LoadError> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let corrupt = |reason: String| LoadError::Corrupt { path: path.display().to_string(), format: "ONNX", reason };
-    let model = ModelProto::decode(bytes.as_slice()).map_err(|e| corrupt(e.to_string()))?;
+    import_onnx_bytes(&bytes, &path.display().to_string())
+}
+
+/// Reads an ONNX export already in memory; `what` names it in errors, and its last path component
+/// becomes the weight set's source.
+pub fn import_onnx_bytes(bytes: &[u8], what: &str) -> Result<WeightSet, LoadError> {
+    let corrupt = |reason: String| LoadError::Corrupt { path: what.to_string(), format: "ONNX", reason };
+    let model = ModelProto::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
     let graph = model.graph.ok_or_else(|| corrupt("no graph".into()))?;
     if graph.initializer.is_empty() {
         return Err(corrupt("the graph has no initializers".into()));
@@ -100,7 +106,7 @@ pub fn import_onnx(path: &Path) -> Result<WeightSet, LoadError> {
         inits: graph.initializer.into_iter().map(|t| (t.name.clone(), t)).collect(),
         nodes: graph.node.into_iter().map(|n| (n.name.clone(), n)).collect(),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = Path::new(what).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut tensors = BTreeMap::new();
     let mut missing = Vec::new();
     for row in mapping_rows() {
@@ -147,7 +153,13 @@ fn import_row(g: &Graph, row: &Row) -> Result<Vec<(String, QTensor)>, RowError> 
         .or_else(|| g.inits.get(plain))
         .ok_or_else(|| RowError::Missing(row.onnx.to_string()))?;
     let torch = row.torch.replace(".parametrizations.weight.original{0,1}", ".weight");
-    let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
+    // Issue 12: a negative dimension cast to usize would be enormous.
+    let dims: Vec<usize> = init
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| RowError::Bad(format!("negative dimension in shape {:?}", init.dims)))?;
     let is_quant = quantized && row.onnx.ends_with("_quantized");
     let scale = |g: &Graph| -> Result<Vec<f32>, RowError> {
         let name = format!("{plain}_scale");
@@ -163,7 +175,7 @@ fn import_row(g: &Graph, row: &Row) -> Result<Vec<(String, QTensor)>, RowError> 
         let data = floats(init)?;
         match row.transform {
             "transpose" | "transpose [in,out]->[out,in]" => {
-                let (r, c) = two_dims(&dims)?;
+                let (r, c) = matrix(&dims, data.len())?;
                 QTensor::F32 { shape: vec![c, r], data: transpose(&data, r, c) }
             }
             _ => QTensor::F32 { shape: dims, data },
@@ -172,11 +184,12 @@ fn import_row(g: &Graph, row: &Row) -> Result<Vec<(String, QTensor)>, RowError> 
         match (init.data_type, row.consumer_op) {
             (INT8, "MatMulInteger") => {
                 // [in, out] with one scale per output column -> [out, in] with one scale per row.
-                let zp = consumer_zero_point(g, row)?;
+                let (r, c) = matrix(&dims, init.raw_data.len())?;
+                // One zero point per output column, or one for all.
+                let zp = consumer_zero_point(g, row, c.max(1))?;
                 if zp.iter().any(|&z| z != 0) {
                     return Err(RowError::Bad("asymmetric int8 MatMul weights are not supported".into()));
                 }
-                let (r, c) = two_dims(&dims)?;
                 let q: Vec<i8> = init.raw_data.iter().map(|&b| b as i8).collect();
                 let scale = scale(g)?;
                 if scale.len() != c {
@@ -189,20 +202,22 @@ fn import_row(g: &Graph, row: &Row) -> Result<Vec<(String, QTensor)>, RowError> 
                 QTensor::I8 { shape: dims, data: init.raw_data.iter().map(|&b| b as i8).collect(), scale }
             }
             (UINT8, "ConvInteger") => {
-                let zp = consumer_zero_point(g, row)?;
+                let zp = consumer_zero_point(g, row, 1)?;
                 let [zero_point] = zp[..] else {
                     return Err(RowError::Bad(format!("expected one conv zero point, got {}", zp.len())));
                 };
+                let zero_point = u8::try_from(zero_point)
+                    .map_err(|_| RowError::Bad(format!("conv zero point {zero_point} is outside uint8")))?;
                 let scale = scale(g)?;
                 let [scale] = scale[..] else {
                     return Err(RowError::Bad(format!("expected one conv scale, got {}", scale.len())));
                 };
-                QTensor::U8 { shape: dims, data: init.raw_data.clone(), scale, zero_point: zero_point as u8 }
+                QTensor::U8 { shape: dims, data: init.raw_data.clone(), scale, zero_point }
             }
             (t, op) => return Err(RowError::Bad(format!("unexpected element type {t} for a {op} weight"))),
         }
     };
-    check_len(&tensor)?;
+    check_len(&tensor, &torch)?;
     Ok(vec![(torch, tensor)])
 }
 
@@ -220,9 +235,16 @@ fn lstm_tensors(
     let base = base.split(".weight_").next().unwrap_or(base);
     let mut out = Vec::new();
     if row.transform.starts_with("B[d") {
-        // B [2, 8H] = [input bias | recurrent bias] per direction.
+        // B [2, 8H] = [input bias | recurrent bias] per direction, each four gate blocks of H.
+        // Issue 12: the width and the length are checked before the slicing below relies on them.
         let data = floats(init)?;
         let &[2, width] = dims else { return Err(RowError::Bad(format!("bias shape {dims:?}"))) };
+        if width % 8 != 0 {
+            return Err(RowError::Bad(format!("LSTM bias shape {dims:?} is not [2, 8 x hidden]")));
+        }
+        if Some(data.len()) != width.checked_mul(2) {
+            return Err(RowError::Bad(format!("{} values for LSTM bias shape {dims:?}", data.len())));
+        }
         let half = width / 2;
         for (d, suffix) in ["", "_reverse"].iter().enumerate() {
             let b = &data[d * width..(d + 1) * width];
@@ -232,21 +254,34 @@ fn lstm_tensors(
         return Ok(out);
     }
     // W [2, in, 4H] or R [2, H, 4H] -> per direction [4H, in] with PyTorch's gate order.
+    // Issue 12: the shape, the length and the scales are checked before the slicing below.
     let &[2, rows, cols] = dims else { return Err(RowError::Bad(format!("LSTM weight shape {dims:?}"))) };
+    if cols % 4 != 0 {
+        return Err(RowError::Bad(format!("LSTM weight shape {dims:?} is not [2, n, 4 x hidden]")));
+    }
     let kind = if row.transform.starts_with("W[") { "ih" } else { "hh" };
-    let per = rows * cols;
+    if is_quant && init.data_type != INT8 {
+        return Err(RowError::Bad(format!("expected int8, got element type {}", init.data_type)));
+    }
+    let floats = if is_quant { Vec::new() } else { floats(init)? };
+    let len = if is_quant { init.raw_data.len() } else { floats.len() };
+    let per = rows.checked_mul(cols).filter(|per| per.checked_mul(2) == Some(len));
+    let Some(per) = per else { return Err(RowError::Bad(format!("{len} values for LSTM weight shape {dims:?}"))) };
     let scales = if is_quant { scale(g)? } else { vec![1.0, 1.0] };
+    if scales.len() != 2 {
+        return Err(RowError::Bad(format!("{} scales for 2 directions", scales.len())));
+    }
     for (d, suffix) in ["", "_reverse"].iter().enumerate() {
         let name = format!("{base}.weight_{kind}_l0{suffix}");
         let shape = vec![cols, rows];
+        let range = d * per..(d + 1) * per;
         let t = if is_quant {
-            let q: Vec<i8> = init.raw_data[d * per..(d + 1) * per].iter().map(|&b| b as i8).collect();
+            let q: Vec<i8> = init.raw_data[range].iter().map(|&b| b as i8).collect();
             QTensor::I8 { shape, data: reorder_gates(&transpose(&q, rows, cols), cols / 4, rows), scale: vec![scales[d]] }
         } else {
-            let f = floats(init)?;
-            QTensor::F32 { shape, data: reorder_gates(&transpose(&f[d * per..(d + 1) * per], rows, cols), cols / 4, rows) }
+            QTensor::F32 { shape, data: reorder_gates(&transpose(&floats[range], rows, cols), cols / 4, rows) }
         };
-        check_len(&t)?;
+        check_len(&t, &name)?;
         out.push((name, t));
     }
     Ok(out)
@@ -258,12 +293,19 @@ fn reorder_gates<T: Copy>(data: &[T], block: usize, width: usize) -> Vec<T> {
     LSTM_GATE_ORDER.iter().flat_map(|&src| data[src * n..(src + 1) * n].iter().copied()).collect()
 }
 
-/// The zero point(s) from the consuming node's fourth input.
-fn consumer_zero_point(g: &Graph, row: &Row) -> Result<Vec<i32>, RowError> {
+/// The zero point(s) from the consuming node's fourth input, at most `max` of them.
+///
+/// Issue 12: nodes name their zero points freely, so every row of a hostile file could name one
+/// huge tensor; refusing more than the weight can use keeps each copy small.
+fn consumer_zero_point(g: &Graph, row: &Row, max: usize) -> Result<Vec<i32>, RowError> {
     let node = g.nodes.get(row.consumer_node).ok_or_else(|| RowError::Bad(format!("no node {}", row.consumer_node)))?;
     let zp_name = node.input.get(3).filter(|n| !n.is_empty());
     let Some(zp_name) = zp_name else { return Ok(vec![0]) };
     let t = g.inits.get(zp_name).ok_or_else(|| RowError::Bad(format!("no zero point {zp_name}")))?;
+    let count = if t.raw_data.is_empty() { t.int32_data.len() } else { t.raw_data.len() };
+    if count > max {
+        return Err(RowError::Bad(format!("zero point {zp_name} has {count} values, more than the {max} the weight uses")));
+    }
     // Small integer tensors may be stored in `int32_data` instead of `raw_data`.
     if t.raw_data.is_empty() {
         return Ok(t.int32_data.clone());
@@ -291,11 +333,14 @@ fn floats(t: &TensorProto) -> Result<Vec<f32>, RowError> {
     Ok(t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
-fn two_dims(dims: &[usize]) -> Result<(usize, usize), RowError> {
-    match dims {
-        &[r, c] => Ok((r, c)),
-        _ => Err(RowError::Bad(format!("expected a matrix, got shape {dims:?}"))),
+/// The rows and columns of a matrix holding `len` values. Issue 12: checked before `transpose`
+/// indexes by them.
+fn matrix(dims: &[usize], len: usize) -> Result<(usize, usize), RowError> {
+    let &[r, c] = dims else { return Err(RowError::Bad(format!("expected a matrix, got shape {dims:?}"))) };
+    if r.checked_mul(c) != Some(len) {
+        return Err(RowError::Bad(format!("{len} values for shape {dims:?}")));
     }
+    Ok((r, c))
 }
 
 fn transpose<T: Copy>(data: &[T], rows: usize, cols: usize) -> Vec<T> {
@@ -308,8 +353,8 @@ fn transpose<T: Copy>(data: &[T], rows: usize, cols: usize) -> Vec<T> {
     out
 }
 
-fn check_len(t: &QTensor) -> Result<(), RowError> {
-    t.validate("tensor").map_err(RowError::Bad)
+fn check_len(t: &QTensor, name: &str) -> Result<(), RowError> {
+    t.validate(name).map_err(RowError::Bad)
 }
 
 #[cfg(test)]
