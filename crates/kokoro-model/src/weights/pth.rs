@@ -29,7 +29,7 @@ pub const PTH_COMPONENTS: [&str; 5] = ["bert", "bert_encoder", "predictor", "tex
 /// percent, while a deflate bomb (up to ~1000:1) or a stride-0 view of one value is refused before
 /// anything is inflated or allocated. burn-store's own limits are fixed (100 MiB of pickle, 10 GiB
 /// per tensor), whatever the file's size.
-pub const MAX_EXPANSION: u64 = 4;
+const MAX_EXPANSION: u64 = 4;
 
 /// Reads the official PyTorch checkpoint into a float32 [`WeightSet`].
 pub fn import_pth(path: &Path) -> Result<WeightSet, LoadError> {
