@@ -189,7 +189,7 @@ pub(crate) fn fold_weight_norm(mut raw: BTreeMap<String, QTensor>) -> Result<BTr
             let Some(&rows) = shape.first() else {
                 return Err(format!("{base}: weight norm direction is a 0-d tensor"));
             };
-            if rows == 0 || v.len() % rows != 0 {
+            if rows == 0 || !v.len().is_multiple_of(rows) {
                 return Err(format!("{base}: weight norm direction of shape {shape:?} has no rows of equal length"));
             }
             if g.len() != rows {
