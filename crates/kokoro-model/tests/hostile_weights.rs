@@ -511,6 +511,20 @@ fn pth_valid() -> Vec<u8> {
     pth_zip(&pth_pickle(&tensors), &storages, false)
 }
 
+/// The zip with every CRC zeroed, as `torch.save(..., _use_new_zipfile_serialization=True)` with
+/// `compute_crc32=False` writes it: burn-store then skips the checksum, so a fuzzer's mutations of
+/// the pickle and storages get past the zip.
+fn without_crcs(mut zip: Vec<u8>) -> Vec<u8> {
+    // (signature, offset of the CRC within the header): local file headers, central directory.
+    for (signature, at) in [(b"PK\x03\x04", 14), (b"PK\x01\x02", 16)] {
+        let starts: Vec<usize> = zip.windows(4).enumerate().filter(|(_, w)| w == signature).map(|(i, _)| i).collect();
+        for i in starts {
+            zip[i + at..i + at + 4].fill(0);
+        }
+    }
+    zip
+}
+
 #[test]
 fn pth_valid_checkpoint_reads_from_bytes_and_from_a_file() {
     let bytes = pth_valid();
@@ -520,6 +534,7 @@ fn pth_valid_checkpoint_reads_from_bytes_and_from_a_file() {
     assert_eq!(w.tensors["predictor.b.bias"], QTensor::F32 { shape: vec![3], data: vec![1.0, 2.0, 3.0] });
     assert_eq!(w.tensors.len(), 2, "{:?}", w.tensors.keys().collect::<Vec<_>>());
     assert_eq!(w.source, "tiny.pth (PyTorch)");
+    assert_eq!(import_pth_bytes(&without_crcs(bytes.clone()), "tiny.pth").unwrap().tensors, w.tensors);
 
     let dir = std::env::temp_dir().join(format!("kokoro-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -552,11 +567,13 @@ fn seeds_are_valid_inputs() {
         ("weights_onnx", "rows.onnx", onnx_valid_rows()),
         ("weights_canonical", "tiny.safetensors", canonical_valid()),
         ("weights_pth", "tiny.pth", pth_valid()),
+        ("weights_pth", "tiny-no-crc.pth", without_crcs(pth_valid())),
     ];
     // Each seed gets as far as its reader goes on a partial model.
     assert!(matches!(import_onnx_bytes(&seeds[0].2, "seed"), Err(LoadError::Mismatch(_))));
     dequantize_all(&read_canonical_bytes(&seeds[1].2, "seed").unwrap());
     dequantize_all(&import_pth_bytes(&seeds[2].2, "seed").unwrap());
+    dequantize_all(&import_pth_bytes(&seeds[3].2, "seed").unwrap());
     if std::env::var_os("KOKORO_WRITE_FUZZ_SEEDS").is_some() {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
         for (target, name, bytes) in seeds {

@@ -114,7 +114,7 @@ impl QTensor {
     }
 
     /// Checks that the values fill the shape and the scales fit it; the error names the tensor.
-    pub(crate) fn validate(&self, name: &str) -> Result<(), String> {
+    fn validate(&self, name: &str) -> Result<(), String> {
         let shape = self.shape();
         // Issue 12: shapes come from files, so their product may overflow.
         let n = element_count(shape).ok_or_else(|| format!("{name}: shape {shape:?} has more elements than memory holds"))?;
@@ -139,7 +139,7 @@ impl QTensor {
 }
 
 /// The number of elements of `shape`, or `None` if it overflows `usize`.
-pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
+fn element_count(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 

@@ -239,7 +239,7 @@ fn lstm_tensors(
         // Issue 12: the width and the length are checked before the slicing below relies on them.
         let data = floats(init)?;
         let &[2, width] = dims else { return Err(RowError::Bad(format!("bias shape {dims:?}"))) };
-        if width % 8 != 0 {
+        if !width.is_multiple_of(8) {
             return Err(RowError::Bad(format!("LSTM bias shape {dims:?} is not [2, 8 x hidden]")));
         }
         if Some(data.len()) != width.checked_mul(2) {
@@ -256,7 +256,7 @@ fn lstm_tensors(
     // W [2, in, 4H] or R [2, H, 4H] -> per direction [4H, in] with PyTorch's gate order.
     // Issue 12: the shape, the length and the scales are checked before the slicing below.
     let &[2, rows, cols] = dims else { return Err(RowError::Bad(format!("LSTM weight shape {dims:?}"))) };
-    if cols % 4 != 0 {
+    if !cols.is_multiple_of(4) {
         return Err(RowError::Bad(format!("LSTM weight shape {dims:?} is not [2, n, 4 x hidden]")));
     }
     let kind = if row.transform.starts_with("W[") { "ih" } else { "hh" };
@@ -327,7 +327,7 @@ fn floats(t: &TensorProto) -> Result<Vec<f32>, RowError> {
     if !t.float_data.is_empty() {
         return Ok(t.float_data.clone());
     }
-    if t.raw_data.len() % 4 != 0 {
+    if !t.raw_data.len().is_multiple_of(4) {
         return Err(RowError::Bad("raw float data is not a multiple of 4 bytes".into()));
     }
     Ok(t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())

@@ -29,7 +29,7 @@ pub const PTH_COMPONENTS: [&str; 5] = ["bert", "bert_encoder", "predictor", "tex
 /// percent, while a deflate bomb (up to ~1000:1) or a stride-0 view of one value is refused before
 /// anything is inflated or allocated. burn-store's own limits are fixed (100 MiB of pickle, 10 GiB
 /// per tensor), whatever the file's size.
-pub const MAX_EXPANSION: u64 = 4;
+const MAX_EXPANSION: u64 = 4;
 
 /// Reads the official PyTorch checkpoint into a float32 [`WeightSet`].
 pub fn import_pth(path: &Path) -> Result<WeightSet, LoadError> {
@@ -189,7 +189,7 @@ pub(crate) fn fold_weight_norm(mut raw: BTreeMap<String, QTensor>) -> Result<BTr
             let Some(&rows) = shape.first() else {
                 return Err(format!("{base}: weight norm direction is a 0-d tensor"));
             };
-            if rows == 0 || v.len() % rows != 0 {
+            if rows == 0 || !v.len().is_multiple_of(rows) {
                 return Err(format!("{base}: weight norm direction of shape {shape:?} has no rows of equal length"));
             }
             if g.len() != rows {
