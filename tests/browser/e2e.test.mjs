@@ -109,26 +109,153 @@ test('CPU fallback backend in the worker speaks like the native build', async ()
     assert.match(errors.badMix, /bad voice mix .* at character/);
     assert.match(errors.lang, /language|dialect/i);
 
-    // Cancellation: abort after the first chunk of a long text; the next request still completes.
-    const aborted = await page.evaluate(async () => {
+    // Cancellation, as the worker saw it: abort a long text after its first chunk and ask for the
+    // next text at once. The worker's own record (the messages it sent, its request events) must
+    // show that it stopped: no chunk of the aborted request sent after the abort, and the next
+    // request started as soon as the aborted one ended. An abort inside onChunk comes before the
+    // worker starts another chunk, so nothing more is synthesized; an abort a moment later lands
+    // while the second chunk is being synthesized (seconds, on this thread), which is then dropped.
+    const cancelAfterFirstChunk = (later) => page.evaluate(async (later) => {
+      const events = [];
+      window.tts.onLog = (e) => { if (e.event === 'request') events.push(e); };
+      const from = window.wire.length;
       const c = new AbortController();
-      const long = 'This sentence is one of many. '.repeat(40);
-      let chunks = 0;
-      const r = await window.tts.generate(long, { signal: c.signal, onChunk: () => { chunks += 1; c.abort(); } }).then(() => 'finished', (e) => e.name);
-      await new Promise((res) => setTimeout(res, 100));
-      const after = await window.tts.generate('Still here.');
-      return { r, chunks, after: after.audio.length };
-    });
-    assert.equal(aborted.r, 'AbortError');
-    assert.ok(aborted.after > 0);
+      let next = null;
+      const abort = () => { c.abort(); next = window.tts.generate('Still here.'); };
+      const first = window.tts.generate('This sentence is one of many. '.repeat(40), { pack: false, signal: c.signal, onChunk: (chunk) => {
+        if (chunk.index === 0) later ? setTimeout(abort, 0) : abort();
+      } });
+      const r = await window.outcome(first, 600_000);
+      while (!next) await new Promise((res) => setTimeout(res, 10));
+      const after = await next;
+      window.tts.onLog = null;
+      const [a, b] = window.wire.slice(from).filter((m) => m.dir === 'out' && m.type === 'generate').map((m) => m.id);
+      const chunks = window.wire.slice(from).filter((m) => m.dir === 'in' && m.type === 'chunk' && m.id === a).map((m) => m.index);
+      return { r, a, b, chunks, events: events.map(({ id, state, outcome, synthesized, posted }) => ({ id, state, outcome, synthesized, posted })), after: after.audio.length };
+    }, later);
+    for (const [later, synthesized] of [[false, 1], [true, 2]]) {
+      const cancel = await cancelAfterFirstChunk(later);
+      const when = later ? 'abort after onChunk' : 'abort in onChunk';
+      assert.equal(cancel.r.error, 'AbortError: generation cancelled', when);
+      assert.deepEqual(cancel.chunks, [0], `${when}: the worker sent no chunk of the aborted request after the abort`);
+      assert.deepEqual(cancel.events, [
+        { id: cancel.a, state: 'start', outcome: undefined, synthesized: undefined, posted: undefined },
+        { id: cancel.a, state: 'end', outcome: 'cancelled', synthesized, posted: 1 },
+        { id: cancel.b, state: 'start', outcome: undefined, synthesized: undefined, posted: undefined },
+        { id: cancel.b, state: 'end', outcome: 'done', synthesized: 1, posted: 1 },
+      ], `${when}: at most the chunk under way when the abort came was finished, then the next request started`);
+      assert.ok(cancel.after > 0);
+    }
 
-    // Streaming yields chunks in order as they are made; a mix voice resolves.
+    // Streaming: exactly one chunk per sentence (pack: false), in order, each yielded before the
+    // worker sent the next (streamed as made, not collected); a mix voice resolves.
     const streamed = await page.evaluate(async () => {
+      const from = window.wire.length;
+      const chunksSent = () => window.wire.slice(from).filter((m) => m.dir === 'in' && m.type === 'chunk').length;
       const out = [];
-      for await (const c of window.tts.stream('First sentence here. And a second one follows it.', { voice: 'af_bella(2)+af_sky(1)' })) out.push([c.index, c.audio.length]);
+      for await (const c of window.tts.stream('First sentence here. And a second one follows it.', { voice: 'af_bella(2)+af_sky(1)' })) {
+        out.push({ index: c.index, text: c.text, samples: c.audio.length, sentSoFar: chunksSent() });
+      }
       return out;
     });
-    assert.ok(streamed.length >= 1 && streamed.every(([i, n], k) => i === k && n > 0), JSON.stringify(streamed));
+    assert.deepEqual(streamed.map(({ index, text, sentSoFar }) => ({ index, text, sentSoFar })), [
+      { index: 0, text: 'First sentence here.', sentSoFar: 1 },
+      { index: 1, text: 'And a second one follows it.', sentSoFar: 2 },
+    ]);
+    assert.ok(streamed.every((c) => c.samples > 0), JSON.stringify(streamed));
+
+    // Speeds outside the model's range (or not numbers) fail at once, before any message to the
+    // worker: a request in flight is not disturbed and the voice asked for is never loaded.
+    const speeds = await page.evaluate(async () => {
+      const from = window.wire.length;
+      const running = window.tts.generate('A request in flight. It keeps the worker busy.', { pack: false });
+      const bad = {};
+      for (const speed of [5, 0.2, 0, -1, NaN, Infinity, '2', null]) {
+        bad[String(speed)] = await window.outcome(window.tts.generate('Hi.', { speed, voice: 'am_echo' }));
+      }
+      bad.stream = await window.outcome(window.tts.stream('Hi.', { speed: 4.5, voice: 'am_echo' }).next());
+      const posted = window.wire.slice(from).filter((m) => m.dir === 'out' && m.type === 'generate').length;
+      const busy = await running;
+      const edges = [(await window.tts.generate('Hi.', { speed: 0.25 })).audio.length, (await window.tts.generate('Hi.', { speed: 4 })).audio.length];
+      const stats = await window.tts.cache.stats();
+      return { bad, posted, chunks: busy.chunks.length, edges, range: (await window.tts.info()).speedRange,
+        client: [window.kokoro.MIN_SPEED, window.kokoro.MAX_SPEED],
+        echo: stats.memory.entries.some((e) => e.key === 'am_echo') || stats.store.entries.some((e) => e.name === 'am_echo') };
+    });
+    for (const [speed, o] of Object.entries(speeds.bad)) {
+      assert.match(o.error ?? JSON.stringify(o), /^RangeError: speed must be a number from 0\.25 to 4, got /, `speed ${speed}`);
+    }
+    assert.equal(speeds.posted, 1, 'no refused request reached the worker');
+    assert.equal(speeds.chunks, 2, 'the request in flight completed');
+    assert.equal(speeds.echo, false, 'the voice of a refused request was not loaded');
+    assert.ok(speeds.edges[0] > speeds.edges[1] && speeds.edges[1] > 0, `0.25 and 4 are accepted: ${speeds.edges}`);
+    assert.deepEqual(speeds.client, speeds.range, "the client's range is the engine's");
+  } finally {
+    await b.close();
+  }
+});
+
+test('a trap in the engine re-creates its instance; a dead worker fails every later call at once', async () => {
+  const b = await launch({ webgpu: false });
+  try {
+    const page = await harness(b.context);
+    const got = await page.evaluate(async () => {
+      const tts = window.tts = await window.kokoro.KokoroTTS.load({ device: 'cpu', modelUrl: '/model/kokoro-v1_0-int8.safetensors', voicesUrl: '/voices/' });
+      const logs = [];
+      tts.onLog = (e) => logs.push(e);
+      const t0 = performance.now();
+      const ref = await tts.generate('Hello world.', { deterministic: true });
+      // "Hung": not settled within five times what a restart and the request take here (measured).
+      const bound = 5 * (tts.status.wasmMs + tts.status.loadMs + performance.now() - t0);
+      const instances = async () => (await window.outcome(tts.info(), bound)).value?.instances;
+      const durations = (o) => o.value?.chunks.map((c) => c.durations);
+      const before = await instances();
+
+      // One trap (a panic inside the engine's future, the kind whose promise never settles): the
+      // worker re-creates the instance, redoes the chunk, and the request completes.
+      await tts.debug.trapNextChunks(1);
+      const once = await window.outcome(tts.generate('Hello world.', { deterministic: true }), bound);
+      const afterOnce = await instances();
+      // A trap on the retry too: the request fails naming the crash; the next request restarts the
+      // engine again and works.
+      await tts.debug.trapNextChunks(2);
+      const twice = await window.outcome(tts.generate('Hello world.', { deterministic: true }), bound);
+      const next = await window.outcome(tts.generate('Hello world.', { deterministic: true }), bound);
+      const afterTwice = await instances();
+      // Audio too short for a log-mel spectrogram: an error, not a trap (no restart).
+      const short = await window.outcome(tts.debug.logMelDistance(new Float32Array(100), new Float32Array(100)), bound);
+      const empty = await window.outcome(tts.debug.logMelDistance(new Float32Array(0), new Float32Array(0)), bound);
+      const afterShort = await instances();
+
+      // A worker that dies (an uncaught error, then nothing): the request in flight and every later
+      // call reject at once with a clear error instead of waiting forever.
+      const inFlight = tts.generate('This sentence is one of many. '.repeat(5), { pack: false });
+      await tts.debug.crash();
+      const crashed = await window.outcome(inFlight, bound);
+      const later = { info: await window.outcome(tts.info()), generate: await window.outcome(tts.generate('Hi.')),
+                      stream: await window.outcome(tts.stream('Hi.').next()) };
+      // The same after dispose().
+      const u = await window.kokoro.KokoroTTS.load({ device: 'cpu', modelUrl: '/model/kokoro-v1_0-int8.safetensors', voicesUrl: '/voices/' });
+      const disposing = u.generate('Hello world.');
+      u.dispose();
+      const disposed = { inFlight: await window.outcome(disposing), later: await window.outcome(u.voices()) };
+      return { ref: ref.chunks.map((c) => c.durations), before, once: durations(once) ?? once, afterOnce, twice, next: durations(next) ?? next, afterTwice,
+               short, empty, afterShort, crashed, later, disposed,
+               restarts: logs.filter((e) => e.event === 'restart').map((e) => e.reason) };
+    });
+    assert.deepEqual(got.once, got.ref, 'one trap: the request completed, same durations');
+    assert.equal(got.afterOnce, got.before + 1, 'one trap: one new instance');
+    assert.match(got.twice.error ?? JSON.stringify(got.twice), /^EngineCrash: the engine crashed: .*simulated crash while synthesizing/);
+    assert.deepEqual(got.next, got.ref, 'after a failed request the engine works again');
+    assert.equal(got.afterTwice, got.before + 3, 'the failed retry left a crashed instance: the next request re-created it');
+    assert.ok(got.restarts.length === 3 && got.restarts.every((r) => /simulated crash while synthesizing/.test(r)), JSON.stringify(got.restarts));
+    assert.match(got.short.error ?? JSON.stringify(got.short), /at least 513 samples.* got 100/);
+    assert.match(got.empty.error ?? JSON.stringify(got.empty), /at least 513 samples.* got 0/);
+    assert.equal(got.afterShort, got.afterTwice, 'short audio is an error, not a trap');
+    assert.match(got.crashed.error ?? JSON.stringify(got.crashed), /^WorkerError: the kokoro-burn worker stopped: .*simulated worker crash/);
+    for (const [call, o] of Object.entries(got.later)) assert.equal(o.error, got.crashed.error, `${call} after the crash`);
+    assert.match(got.disposed.inFlight.error ?? JSON.stringify(got.disposed.inFlight), /^WorkerError: .*disposed/);
+    assert.equal(got.disposed.later.error, got.disposed.inFlight.error, 'a call after dispose()');
   } finally {
     await b.close();
   }
@@ -154,6 +281,27 @@ test('WebGPU (SwiftShader) in the worker speaks like the native build; a lost de
     assert.equal(lost.info.backend, 'cpu');
     assert.match(lost.info.fallback.reason, /lost|GPU/);
     assert.equal(lost.audio.length, got.audio.length, 'the request completed with the same durations');
+
+    // A trap on WebGPU: a fresh instance on the CPU redoes the chunk (a second engine, still on WebGPU).
+    const trapped = await page.evaluate(async () => {
+      const tts = await window.kokoro.KokoroTTS.load({ device: 'webgpu', strict: true, modelUrl: '/model/kokoro-v1_0-int8.safetensors', voicesUrl: '/voices/' });
+      const logs = [];
+      tts.onLog = (e) => logs.push(e);
+      await tts.debug.trapNextChunks(1);
+      // "Hung": not settled within ten times this engine's load (the restart loads it again on the CPU).
+      const a = await window.outcome(tts.generate('Hello world.', { deterministic: true }), 10 * (tts.status.wasmMs + tts.status.loadMs) + 60_000);
+      const info = await window.outcome(tts.info(), 60_000);
+      tts.dispose();
+      return { backend: tts.status.backend, samples: a.value?.audio.length ?? a, chunkBackend: a.value?.chunks[0].backend, info: info.value ?? info,
+               restarts: logs.filter((e) => e.event === 'restart').map((e) => `${e.from} -> ${e.to}: ${e.reason}`) };
+    });
+    assert.equal(trapped.backend, 'webgpu');
+    assert.equal(trapped.samples, got.audio.length, 'the request completed with the same durations');
+    assert.equal(trapped.chunkBackend, 'cpu');
+    assert.equal(trapped.info.instances, 2, 'a new instance');
+    assert.equal(trapped.info.backend, 'cpu');
+    assert.match(trapped.info.fallback.reason, /simulated crash while synthesizing/);
+    assert.deepEqual(trapped.restarts.map((r) => r.split(':')[0]), ['webgpu -> cpu'], JSON.stringify(trapped.restarts));
   } finally {
     await b.close();
   }

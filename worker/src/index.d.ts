@@ -1,6 +1,10 @@
 // Types of kokoro-burn's client API (index.js).
 
 export declare const SAMPLE_RATE: 24000;
+/** Slowest speaking rate the model takes. */
+export declare const MIN_SPEED: 0.25;
+/** Fastest speaking rate the model takes. */
+export declare const MAX_SPEED: 4;
 
 export type Device = 'auto' | 'webgpu' | 'cpu';
 
@@ -42,7 +46,11 @@ export interface LoadOptions {
   /** Longest text one request takes (default 1,000,000 characters). */
   maxTextLength?: number;
   onProgress?: (p: LoadProgress) => void;
-  /** Structured events: downloads, evictions, quota errors, fallbacks. */
+  /**
+   * Structured events: downloads, evictions, quota errors, fallbacks, engine restarts after a crash
+   * (`{event: 'restart', from, to, reason}`), and each generate request's start and end
+   * (`{event: 'request', id, state: 'start' | 'end', outcome?, synthesized?, posted?}`).
+   */
   onLog?: (event: Record<string, unknown>) => void;
   /** Where the worker script is, if a bundler moved it. */
   workerUrl?: string | URL;
@@ -51,7 +59,7 @@ export interface LoadOptions {
 export interface GenerateOptions {
   /** A voice name or a mix: 'af_heart', 'af_bella(2)+af_sky(1)', 'af_heart-am_adam(0.3)'. */
   voice?: string;
-  /** Speaking rate (default 1). */
+  /** Speaking rate, MIN_SPEED to MAX_SPEED (default 1); anything else rejects at once with a RangeError. */
   speed?: number;
   /** 'en-us' | 'en-gb'; default from the voice (a* US, b* GB). */
   lang?: '' | 'en-us' | 'en-gb';
@@ -140,10 +148,18 @@ export interface EngineInfo {
   modelBytes: number;
   modelFrom: 'network' | 'cache';
   fallback: { from: 'webgpu'; reason: string; at?: number } | null;
+  /** How many wasm instances this worker has started (a crash or a lost GPU starts a new one). */
   instances: number;
   lost: boolean;
+  /** The engine's [MIN_SPEED, MAX_SPEED]. */
+  speedRange: [number, number];
 }
 
+/**
+ * Errors: `AbortError` (cancelled), `RangeError` (a bad speed, a text too long), `EngineCrash` (the
+ * engine trapped twice on one chunk; the next request runs on a new instance), `WorkerError` (the
+ * worker died or was disposed: every call fails with it; load a new KokoroTTS).
+ */
 export declare class KokoroTTS {
   static load(options: LoadOptions): Promise<KokoroTTS>;
   /** What load() found: backend, adapter, timings. */
@@ -163,8 +179,14 @@ export declare class KokoroTTS {
     loseDevice(): Promise<boolean>;
     /** The next `count` IndexedDB writes fail with QuotaExceededError. */
     failStoreWrites(count: number): Promise<true>;
+    /** The next `count` chunks trap the engine's wasm instance (a panic), as a bug would. */
+    trapNextChunks(count: number): Promise<true>;
+    /** Kills the worker with an uncaught error (every call then fails with a `WorkerError`). */
+    crash(): Promise<true>;
+    /** Rejects when the signals share fewer than 513 samples (too short for one spectrogram frame). */
     logMelDistance(a: Float32Array, b: Float32Array): Promise<number>;
   };
+  /** Stops the worker: pending calls and every later one reject with a `WorkerError`. */
   dispose(): void;
 }
 

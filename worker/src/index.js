@@ -11,6 +11,10 @@ export { encodeWav, wavBlob } from './wav.js';
 
 export const SAMPLE_RATE = 24000;
 
+/** Slowest and fastest speaking rates the model takes (kokoro_model's MIN_SPEED and MAX_SPEED; the tests compare). */
+export const MIN_SPEED = 0.25;
+export const MAX_SPEED = 4;
+
 /** Audio of one `generate` call (or one streamed chunk). */
 export class RawAudio {
   constructor(audio, sampleRate = SAMPLE_RATE, extra = {}) {
@@ -28,6 +32,13 @@ function abortError() {
   return new DOMException('generation cancelled', 'AbortError');
 }
 
+/** Checked here, before the worker sees the request: a bad speed fails at once, whatever the worker is doing. */
+function checkSpeed(speed) {
+  if (speed !== undefined && (typeof speed !== 'number' || !(speed >= MIN_SPEED && speed <= MAX_SPEED))) {
+    throw new RangeError(`speed must be a number from ${MIN_SPEED} to ${MAX_SPEED}, got ${typeof speed === 'string' ? JSON.stringify(speed) : speed}`);
+  }
+}
+
 function toError({ name, message }) {
   const e = new Error(message);
   e.name = name;
@@ -38,15 +49,14 @@ export class KokoroTTS {
   #worker;
   #next = 1;
   #pending = new Map();
+  #stopped = null;     // why the worker is gone: every call, pending or later, fails with it
 
   constructor(worker) {
     this.#worker = worker;
     worker.onmessage = ({ data }) => this.#receive(data);
-    worker.onerror = (e) => {
-      const err = new Error(`worker failed: ${e.message}`);
-      for (const p of this.#pending.values()) p.reject(err);
-      this.#pending.clear();
-    };
+    // An error that reaches the page is one the worker did not handle (it handles engine crashes
+    // itself): the worker is dead, or in a state nothing should rely on. Stop it.
+    worker.onerror = (e) => this.#stop(e.message || 'it failed to start or crashed');
     /** The voice caches: in memory (the engine's) and in IndexedDB. */
     this.cache = {
       stats: () => this.#call('cache.stats'),
@@ -58,6 +68,8 @@ export class KokoroTTS {
     this.debug = {
       loseDevice: () => this.#call('debug.loseDevice'),
       failStoreWrites: (count) => this.#call('debug.failStoreWrites', { count }),
+      trapNextChunks: (count) => this.#call('debug.trapNextChunks', { count }),
+      crash: () => this.#call('debug.crash'),
       logMelDistance: (a, b) => this.#call('debug.logMelDistance', { a, b }),
       probeProsody: (phonemes, voice = 'af_heart') => this.#call('debug.probeProsody', { phonemes, voice }),
     };
@@ -75,17 +87,35 @@ export class KokoroTTS {
     const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
     const tts = new KokoroTTS(worker);
     tts.onLog = onLog;
-    tts.status = await tts.#call('load', { options: { ...rest, modelUrl: abs(rest.modelUrl), voicesUrl: abs(rest.voicesUrl) } }, { onProgress });
+    try {
+      tts.status = await tts.#call('load', { options: { ...rest, modelUrl: abs(rest.modelUrl), voicesUrl: abs(rest.voicesUrl) } }, { onProgress });
+    } catch (e) {
+      tts.dispose();     // nothing else holds this worker
+      throw e;
+    }
     return tts;
+  }
+
+  /** The worker is gone (it died, or dispose()): fail what is pending, and every later call at once. */
+  #stop(reason) {
+    if (this.#stopped) return;
+    this.#stopped = Object.assign(new Error(`the kokoro-burn worker stopped: ${reason}; load a new KokoroTTS`), { name: 'WorkerError' });
+    this.#worker.terminate();
+    for (const p of this.#pending.values()) p.reject(this.#stopped);
+    this.#pending.clear();
   }
 
   #receive(m) {
     if (m.type === 'log') { this.onLog?.(m.event); return; }
     const p = this.#pending.get(m.id);
+    if (m.type === 'chunk') {
+      // The worker starts the next chunk on this ack: after onChunk, so an abort there comes first.
+      try { p?.onChunk?.(m.chunk); } finally { this.#worker.postMessage({ type: 'ack', id: m.id }); }
+      return;
+    }
     if (!p) return;
     switch (m.type) {
       case 'progress': p.onProgress?.(m.progress); break;
-      case 'chunk': p.onChunk?.(m.chunk); break;
       case 'result': this.#pending.delete(m.id); p.resolve(m.value); break;
       case 'error': this.#pending.delete(m.id); p.reject(toError(m.error)); break;
     }
@@ -94,12 +124,13 @@ export class KokoroTTS {
   #call(type, body = {}, { onProgress, onChunk, signal } = {}) {
     const id = this.#next++;
     return new Promise((resolve, reject) => {
+      if (this.#stopped) return reject(this.#stopped);
       if (signal?.aborted) return reject(abortError());
       this.#pending.set(id, { resolve, reject, onProgress, onChunk });
       signal?.addEventListener('abort', () => {
         if (!this.#pending.has(id)) return;
         this.#pending.delete(id);
-        this.#worker.postMessage({ type: 'cancel', id: this.#next++, target: id });
+        this.#worker.postMessage({ type: 'cancel', id });
         reject(abortError());
       }, { once: true });
       this.#worker.postMessage({ type, id, ...body });
@@ -113,6 +144,7 @@ export class KokoroTTS {
    */
   async generate(text, opts = {}) {
     const { signal, onProgress, onChunk, ...rest } = opts;
+    checkSpeed(rest.speed);
     const parts = [];
     const summary = await this.#call('generate', { text, ...rest }, { signal, onProgress, onChunk: (c) => { parts.push(c); onChunk?.(c); } });
     const audio = new Float32Array(parts.reduce((s, c) => s + c.audio.length, 0));
@@ -129,6 +161,7 @@ export class KokoroTTS {
   async *stream(text, opts = {}) {
     // One chunk per sentence unless asked: the first audio comes after one sentence, not 510 phonemes.
     const { signal, onProgress, pack = false, ...rest } = opts;
+    checkSpeed(rest.speed);
     const ready = [];
     let wake = null;
     let finished = false;
@@ -156,10 +189,8 @@ export class KokoroTTS {
   /** Backend in use, adapter, load times, fallback reason if any. */
   info() { return this.#call('info'); }
 
-  /** Stops the worker. */
+  /** Stops the worker: pending calls and every later one fail (`WorkerError`). */
   dispose() {
-    this.#worker.terminate();
-    for (const p of this.#pending.values()) p.reject(new Error('disposed'));
-    this.#pending.clear();
+    this.#stop('disposed');
   }
 }

@@ -1,33 +1,90 @@
 // The Web Worker that hosts the engine (kokoro-wasm). Every heavy step runs here: the model
 // download, weight loading, G2P, synthesis. The page talks to it through `index.js`.
 //
-// Protocol: requests {type, id, ...}; answers {type: 'result'|'error'|'progress'|'chunk', id, ...}.
+// Protocol: requests {type, id, ...}; answers {type: 'result'|'error'|'progress'|'chunk'|'log', id, ...}.
+// Two messages concern a running `generate` and get no answer: {type: 'ack', id} (the page has
+// taken the chunk sent last, so the worker starts the next one) and {type: 'cancel', id}.
 
 import { IdbVoiceStore, isQuotaError } from './voice-store.js';
 
 const MODEL_CACHE = 'kokoro-burn-model-v1';
 let wasm = null;        // the imported glue module
-let instances = 0;      // how many times the wasm was instantiated (a lost GPU re-instantiates it)
+let instances = 0;      // how many times the wasm was instantiated (a crash or a lost GPU re-instantiates it)
 let engine = null;
 let store = null;
 let options = null;
-const info = { backend: null, adapter: null, loadMs: null, modelBytes: null, modelFrom: null, fallback: null, wasmMs: null };
-const cancelled = new Set();
+const info = { backend: null, adapter: null, loadMs: null, modelBytes: null, modelFrom: null, fallback: null, wasmMs: null, speedRange: null };
+const active = new Set();     // generate requests queued or running
+const cancelled = new Set();  // ... and of those, the ones cancelled
+const waiting = new Map();    // request id -> resolve: a sent chunk waits for the page's ack (or a cancel)
 let queue = Promise.resolve();
 let gpuInfo = null;
+let restarting = null;        // a restart in progress (requests wait for it)
+let restartError = null;      // why the last restart failed, if it did
+let debugTraps = 0;           // test hook: how many of the next chunks trap the instance (debug.trapNextChunks)
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 const log = (id) => (event) => post({ type: 'log', id, event: { t: Date.now(), ...event } });
+// A task after the messages already queued for this worker: a message to itself goes through the
+// same task source as the page's messages (a timer's task source need not keep that order).
+const yieldChannel = new MessageChannel();
+const nextTask = () => new Promise((r) => { yieldChannel.port1.onmessage = () => r(); yieldChannel.port2.postMessage(0); });
+
+// A trap in the wasm (a Rust panic, an out-of-memory abort) ends that instance: Rust's state may be
+// half-updated and its futures executor stops, so a promise the trap interrupted never settles.
+// A trap reaches this worker either thrown from a synchronous export or as an uncaught
+// WebAssembly.RuntimeError from the executor's microtask; both mark the instance crashed, every
+// call waiting on it fails with the crash, and the next request runs on a new instance.
+const isTrap = (e) => e instanceof WebAssembly.RuntimeError;
+let crash = crashGuard();
+
+function crashGuard() {
+  let fail;
+  const failed = new Promise((_, reject) => { fail = reject; });
+  failed.catch(() => {});       // raced by `guarded`; nobody else listens
+  return { error: null, fail, failed };
+}
+
+function crashed(trap) {
+  if (!crash.error) {
+    // The engine's panic hook left the panic's message here just before the trap.
+    const panic = self.kokoroLastPanic?.replace(/\s*\n\s*/g, ' ');
+    self.kokoroLastPanic = undefined;
+    crash.error = Object.assign(new Error(`the engine crashed: ${panic ?? trap?.message ?? trap}`), { name: 'EngineCrash' });
+    crash.fail(crash.error);
+  }
+  return crash.error;
+}
+
+for (const [type, key] of [['error', 'error'], ['unhandledrejection', 'reason']]) {
+  self.addEventListener(type, (ev) => {
+    if (!isTrap(ev[key])) return;
+    ev.preventDefault();        // handled here: the page's client must not take it for a dead worker
+    crashed(ev[key]);
+  });
+}
+
+/** `f()`, a call into the engine; fails with the crash if the instance traps before it settles. */
+async function guarded(f) {
+  if (crash.error) throw crash.error;
+  try {
+    return await Promise.race([f(), crash.failed]);
+  } catch (e) {
+    throw isTrap(e) ? crashed(e) : e;
+  }
+}
 
 async function instantiate() {
   const t0 = performance.now();
-  // A fresh module record per instance: after a WebAssembly trap (a lost GPU can cause one) the
-  // old instance's memory may be inconsistent, so the CPU fallback starts from a clean one.
+  // A fresh module record per instance: after a trap the old instance's memory may be
+  // inconsistent, so the new engine starts from a clean one.
   const glue = await import(instances === 0 ? './pkg/kokoro_wasm.js' : `./pkg/kokoro_wasm.js?instance=${instances}`);
   await glue.default({ module_or_path: new URL('./pkg/kokoro_wasm_bg.wasm', import.meta.url) });
   instances += 1;
   info.wasmMs = performance.now() - t0;
+  info.speedRange = Array.from(glue.speedRange());
   wasm = glue;
+  crash = crashGuard();
 }
 
 /** The model file's bytes, from the Cache API, else downloaded (with progress) and kept there. */
@@ -89,11 +146,19 @@ async function createEngine(device, progress) {
   const bytes = await modelBytes(options.modelUrl, progress);
   progress({ phase: 'init', device });
   const t0 = performance.now();
-  const e = await wasm.KokoroEngine.create(bytes, device, store, options.voiceBudgetBytes);
+  const e = await guarded(() => wasm.KokoroEngine.create(bytes, device, store, options.voiceBudgetBytes));
   info.loadMs = performance.now() - t0;
   info.backend = e.backend();
   info.adapter = info.backend === 'webgpu' ? { ...JSON.parse(e.adapterInfo()), ...gpuInfo } : JSON.parse(e.adapterInfo());
   return e;
+}
+
+/** Voices pre-warmed in an earlier session (or before a restart): pinned in memory again, from IndexedDB. */
+async function repin() {
+  const warm = await store.prewarmState();
+  for (const name of warm?.done ?? []) {
+    try { await guarded(() => engine.pin(name)); } catch (e) { if (e?.name === 'EngineCrash') throw e; /* evicted since: it loads on first use */ }
+  }
 }
 
 async function load(id, opts) {
@@ -117,68 +182,125 @@ async function load(id, opts) {
     await instantiate();
     engine = await createEngine('cpu', progress);
   }
-  // Voices pre-warmed in an earlier session: pin them in memory again, from IndexedDB (no network).
-  const warm = await store.prewarmState();
-  for (const name of warm?.done ?? []) {
-    try { await engine.pin(name); } catch (_) { /* evicted since: it loads on first use */ }
-  }
+  await repin();
   progress({ phase: 'ready' });
   return status();
 }
 
 function status() {
-  return { ...info, instances, lost: engine ? engine.deviceLost() : false };
+  return { ...info, instances, lost: engine && !crash.error ? engine.deviceLost() : false };
 }
 
-/** A failure of the GPU (lost device, trap): move to the CPU and keep going. */
-async function fallbackToCpu(id, error) {
-  const reason = error?.name === 'DeviceLost' ? 'GPU device lost' : `GPU failure: ${error?.message ?? error}`;
-  post({ type: 'log', id, event: { t: Date.now(), event: 'fallback', from: info.backend, reason } });
-  try { engine.free(); } catch (_) { /* a trapped instance cannot free */ }
-  engine = null;
-  await instantiate();
-  engine = await createEngine('cpu', (p) => post({ type: 'progress', id, progress: p }));
-  info.fallback = { from: 'webgpu', reason, at: Date.now() };
+/**
+ * A new instance and engine after a crash (on either backend) or a failure of the GPU: on the CPU
+ * (a GPU that failed once is not trusted again), same model and options, pre-warmed voices pinned.
+ */
+function restart(id, error) {
+  restarting ??= (async () => {
+    const from = info.backend;
+    const crashOf = error?.name === 'EngineCrash';
+    const reason = crashOf ? error.message : error?.name === 'DeviceLost' ? 'GPU device lost' : `GPU failure: ${error?.message ?? error}`;
+    post({ type: 'log', id, event: { t: Date.now(), event: crashOf ? 'restart' : 'fallback', from, to: 'cpu', reason } });
+    if (!crash.error) {
+      try { engine.free(); } catch (_) { /* freeing is best effort: the instance is dropped anyway */ }
+    }
+    engine = null;
+    try {
+      await instantiate();
+      engine = await createEngine('cpu', (p) => post({ type: 'progress', id, progress: p }));
+      await repin();
+      restartError = null;
+    } catch (e) {
+      engine = null;
+      restartError = new Error(`the engine could not restart after "${reason}": ${e?.message ?? e}`);
+      throw restartError;
+    }
+    if (from === 'webgpu') info.fallback = { from: 'webgpu', reason, at: Date.now() };
+  })().finally(() => { restarting = null; });
+  return restarting;
 }
 
-async function generate(id, { text, voice = 'af_heart', speed = 1, lang = '', deterministic = false, seed = 0, pack = true }) {
+/** Before a request that uses the engine: wait for a restart under way, restart a crashed instance. */
+async function ready(id) {
+  if (restarting) await restarting.catch(() => {});
+  if (engine && crash.error) await restart(id, crash.error);
+  if (!engine) throw restartError ?? new Error('the engine is not loaded');
+}
+
+/** The worker's own account of a request, for logs and tests: start, then end with what it did. */
+const requestEvent = (id, state, extra = {}) => post({ type: 'log', id, event: { t: Date.now(), event: 'request', id, state, ...extra } });
+
+async function generate(id, m) {
+  const counts = { synthesized: 0, posted: 0 };
+  requestEvent(id, 'start');
+  try {
+    const value = await speak(id, m, counts);
+    requestEvent(id, 'end', { outcome: 'done', ...counts });
+    return value;
+  } catch (e) {
+    requestEvent(id, 'end', { outcome: e?.name === 'AbortError' ? 'cancelled' : 'failed', error: e?.message, ...counts });
+    throw e;
+  }
+}
+
+async function speak(id, { text, voice = 'af_heart', speed = 1, lang = '', deterministic = false, seed = 0, pack = true }, counts) {
+  const stopIfCancelled = () => { if (cancelled.has(id)) throw new DOMException('generation cancelled', 'AbortError'); };
+  stopIfCancelled();                          // cancelled while queued: no work at all
+  await ready(id);
   if (typeof text !== 'string') throw new TypeError('text must be a string');
   if (text.length > (options.maxTextLength ?? 1_000_000)) throw new RangeError(`text is ${text.length} characters; the limit is ${options.maxTextLength ?? 1_000_000}`);
-  await engine.resolveVoice(voice);           // a bad or unknown voice fails before any work
-  const chunks = JSON.parse(engine.chunks(text, lang, voice, pack));
+  await guarded(() => engine.resolveVoice(voice));   // a bad or unknown voice fails before any work
+  const chunks = JSON.parse(await guarded(() => engine.chunks(text, lang, voice, pack)));
   const totalPhonemes = chunks.reduce((s, c) => s + c.phonemes.length, 0);
   const t0 = performance.now();
   let donePhonemes = 0;
   let samples = 0;
   for (const c of chunks) {
-    if (cancelled.has(id)) throw new DOMException('generation cancelled', 'AbortError');
-    let r;
-    const backend = engine.backend();
-    try {
-      r = await engine.synthesize(c.phonemes, voice, speed, deterministic, seed + c.index);
-    } catch (e) {
-      if (backend !== 'webgpu') throw e;
-      await fallbackToCpu(id, e);
-      r = await engine.synthesize(c.phonemes, voice, speed, deterministic, seed + c.index);
-    }
+    const r = await synthesize(id, c, { voice, speed, deterministic, seed });
+    counts.synthesized += 1;
+    // On the CPU a chunk holds this thread: a cancel sent meanwhile is still queued. Let it in, and
+    // drop the chunk if the page no longer wants it.
+    await nextTask();
+    stopIfCancelled();
     const meta = JSON.parse(r.meta);
     donePhonemes += c.phonemes.length;
     samples += r.audio.length;
     const elapsed = performance.now() - t0;
-    post({ type: 'chunk', id, chunk: { ...c, text: text.slice(c.start, c.end), audio: r.audio, sampleRate: 24000, backend: engine.backend(), ...meta } }, [r.audio.buffer]);
+    post({ type: 'chunk', id, chunk: { ...c, text: text.slice(c.start, c.end), audio: r.audio, sampleRate: 24000, backend: info.backend, ...meta } }, [r.audio.buffer]);
+    counts.posted += 1;
     post({ type: 'progress', id, progress: { phase: 'synthesize', chunk: c.index + 1, chunks: chunks.length, percent: 100 * donePhonemes / totalPhonemes,
       elapsedMs: elapsed, etaMs: elapsed / donePhonemes * (totalPhonemes - donePhonemes), audioSeconds: samples / 24000 } });
-    // Yield so that a cancel message can arrive between chunks.
-    await new Promise((r) => setTimeout(r, 0));
+    // The next chunk starts once the page has taken this one: an abort from its onChunk arrives
+    // first, so the worker stops without starting work nobody wants (and never runs ahead of the page).
+    if (c.index + 1 < chunks.length) await new Promise((resolve) => waiting.set(id, resolve));
+    stopIfCancelled();
   }
-  return { chunkCount: chunks.length, samples, sampleRate: 24000, ms: performance.now() - t0, backend: engine.backend() };
+  return { chunkCount: chunks.length, samples, sampleRate: 24000, ms: performance.now() - t0, backend: info.backend };
+}
+
+/** One chunk. A crash (either backend) or any failure on the GPU: a new instance on the CPU redoes it, once. */
+async function synthesize(id, c, { voice, speed, deterministic, seed }) {
+  const run = () => guarded(() => {
+    if (debugTraps > 0) { debugTraps -= 1; wasm.debugTrapNextChunk(); }
+    return engine.synthesize(c.phonemes, voice, speed, deterministic, seed + c.index);
+  });
+  try {
+    return await run();
+  } catch (e) {
+    if (e?.name !== 'EngineCrash' && info.backend !== 'webgpu') throw e;
+    await restart(id, e);
+    return await run();
+  }
 }
 
 const handlers = {
   load: (id, m) => load(id, m.options),
   // One synthesis at a time, in arrival order (a second request waits, cancellable meanwhile).
-  generate: (id, m) => (queue = queue.catch(() => {}).then(() => generate(id, m))),
-  cancel: async (_, m) => { cancelled.add(m.target); return true; },
+  generate: (id, m) => {
+    active.add(id);
+    queue = queue.catch(() => {}).then(() => generate(id, m)).finally(() => { active.delete(id); cancelled.delete(id); waiting.delete(id); });
+    return queue;
+  },
   info: async () => status(),
   voices: async () => engine.voices(),
   'cache.stats': async () => ({ memory: JSON.parse(engine.cacheStats()), store: await store.stats() }),
@@ -195,21 +317,30 @@ const handlers = {
   },
   'debug.loseDevice': async () => engine.loseDevice(),
   'debug.failStoreWrites': async (_, m) => { store.failWrites = m.count; return true; },
+  'debug.trapNextChunks': async (_, m) => { debugTraps = m.count; return true; },
+  // A crash that kills the worker: an uncaught error, then nothing more (as when it is torn down).
+  'debug.crash': async () => { setTimeout(() => { self.close(); throw new Error('debug.crash: simulated worker crash'); }); return true; },
   'debug.probeProsody': async (_, m) => JSON.parse(await engine.probeProsody(m.phonemes, m.voice)),
   'debug.logMelDistance': async (_, m) => wasm.logMelDistance(m.a, m.b),
 };
 
 self.onmessage = async ({ data }) => {
   const { type, id } = data;
+  if (type === 'ack' || type === 'cancel') {
+    if (type === 'cancel' && active.has(id)) cancelled.add(id);
+    waiting.get(id)?.();
+    waiting.delete(id);
+    return;
+  }
   const handler = handlers[type];
   try {
     if (!handler) throw new Error(`unknown request ${type}`);
-    if (type !== 'load' && type !== 'cancel' && !engine) throw new Error('the engine is not loaded');
-    const value = await handler(id, data);
+    // `generate` waits for the engine in its turn (and survives a crash); `info` needs no engine; the
+    // others wait for it now.
+    const own = type === 'load' || type === 'generate' || type === 'info';
+    const value = own ? await handler(id, data) : await ready(id).then(() => guarded(() => handler(id, data)));
     post({ type: 'result', id, value });
   } catch (e) {
     post({ type: 'error', id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e) } });
-  } finally {
-    if (type === 'generate') cancelled.delete(id);
   }
 };

@@ -11,6 +11,16 @@ use crate::config::SAMPLE_RATE;
 const N_FFT: usize = 1024;
 const HOP: usize = 256;
 const N_MELS: usize = 80;
+/// Fewest samples a log-mel spectrogram takes: reflect padding by `N_FFT / 2` needs one more.
+pub const MIN_SAMPLES: usize = N_FFT / 2 + 1;
+
+/// Why two signals cannot be compared.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// Occurs when a signal (or the common part of two) is too short for one spectrogram frame.
+    #[error("a log-mel spectrogram needs at least {MIN_SAMPLES} samples ({N_FFT}-point frames, reflect-padded by half of one); got {0}")]
+    TooShort(usize),
+}
 
 /// `||a - b|| / ||b||` (L2), the relative error of `a` against the reference `b`.
 pub fn relative_error(a: &[f32], b: &[f32]) -> f64 {
@@ -25,10 +35,12 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, f64::max)
 }
 
-/// Natural-log mel power spectrogram, `[frames][80]`.
-pub fn log_mel(audio: &[f32]) -> Vec<[f64; N_MELS]> {
+/// Natural-log mel power spectrogram, `[frames][80]`; at least [`MIN_SAMPLES`] samples.
+pub fn log_mel(audio: &[f32]) -> Result<Vec<[f64; N_MELS]>, EvalError> {
     let pad = N_FFT / 2;
-    assert!(audio.len() > pad, "log_mel needs more than {pad} samples");
+    if audio.len() < MIN_SAMPLES {
+        return Err(EvalError::TooShort(audio.len()));
+    }
     // Reflect padding.
     let mut x = Vec::with_capacity(audio.len() + 2 * pad);
     x.extend((1..=pad).rev().map(|i| audio[i] as f64));
@@ -60,15 +72,22 @@ pub fn log_mel(audio: &[f32]) -> Vec<[f64; N_MELS]> {
         }
         out.push(mel);
     }
-    out
+    Ok(out)
 }
 
-/// Mean |log-mel difference| over the common length of two signals.
-pub fn log_mel_distance(a: &[f32], b: &[f32]) -> f64 {
+/// Mean |log-mel difference| over the common length of two signals, which must be at least
+/// [`MIN_SAMPLES`] (else there is not one frame to compare).
+pub fn try_log_mel_distance(a: &[f32], b: &[f32]) -> Result<f64, EvalError> {
     let n = a.len().min(b.len());
-    let (ma, mb) = (log_mel(&a[..n]), log_mel(&b[..n]));
+    let (ma, mb) = (log_mel(&a[..n])?, log_mel(&b[..n])?);
     let total: f64 = ma.iter().zip(&mb).map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()).sum::<f64>()).sum();
-    total / (ma.len() * N_MELS) as f64
+    Ok(total / (ma.len() * N_MELS) as f64)
+}
+
+/// [`try_log_mel_distance`] for threshold checks: signals too short to compare are infinitely far
+/// apart, so that `distance < bound` fails rather than passing on nothing compared.
+pub fn log_mel_distance(a: &[f32], b: &[f32]) -> f64 {
+    try_log_mel_distance(a, b).unwrap_or(f64::INFINITY)
 }
 
 /// Triangular HTK-scale filters over 0..sr/2, unnormalised (torchaudio's `melscale_fbanks`).
@@ -112,6 +131,25 @@ mod tests {
         let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
         let d = log_mel_distance(&x, &y);
         assert!((d - 4f64.ln()).abs() < 1e-6, "{d}");
+    }
+
+    #[test]
+    fn short_or_empty_audio_is_an_error_not_a_panic() {
+        let tone: Vec<f32> = (0..2000).map(|i| (i as f32 * 0.05).sin()).collect();
+        for n in [0, 1, 100, MIN_SAMPLES - 1] {
+            assert_eq!(try_log_mel_distance(&tone[..n], &tone[..n]), Err(EvalError::TooShort(n)));
+            assert_eq!(log_mel(&tone[..n]).unwrap_err(), EvalError::TooShort(n));
+            assert_eq!(log_mel_distance(&tone[..n], &tone[..n]), f64::INFINITY, "too short to compare: never below a bound");
+        }
+        // The common length counts: a long signal against a short one is still too short.
+        assert_eq!(try_log_mel_distance(&tone, &tone[..10]), Err(EvalError::TooShort(10)));
+        assert_eq!(
+            EvalError::TooShort(10).to_string(),
+            "a log-mel spectrogram needs at least 513 samples (1024-point frames, reflect-padded by half of one); got 10"
+        );
+        // The shortest signal that works: one frame per hop of 256 after padding, (513 + 1024 - 1024) / 256 + 1 = 3.
+        assert_eq!(log_mel(&tone[..MIN_SAMPLES]).unwrap().len(), 3);
+        assert_eq!(try_log_mel_distance(&tone[..MIN_SAMPLES], &tone[..MIN_SAMPLES]), Ok(0.0));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The wasm-bindgen surface: what `worker/src/worker.js` calls. Results that are records cross as
 //! JSON text (parsed on the JavaScript side); audio crosses as a `Float32Array`.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,32 @@ use crate::store::JsVoiceStore;
 
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    // A panic reaches the console (console_error_panic_hook) and a global the worker reads after
+    // the trap that follows, so that its error says what crashed rather than "unreachable".
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let _ = js_sys::Reflect::set(&js_sys::global(), &"kokoroLastPanic".into(), &info.to_string().into());
+    }));
+}
+
+/// The speeds the model takes, `[MIN_SPEED, MAX_SPEED]`: the client checks a request against its
+/// own copy (at once, without the worker), and the browser tests compare the two.
+#[wasm_bindgen(js_name = speedRange)]
+pub fn speed_range() -> Vec<f32> {
+    vec![kokoro_model::MIN_SPEED, kokoro_model::MAX_SPEED]
+}
+
+thread_local! {
+    /// Test hook: the next `synthesize` panics (see [`debug_trap_next_chunk`]).
+    static TRAP_NEXT_CHUNK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Test hook: the next chunk this instance synthesizes panics inside its future, which traps the
+/// instance the way a bug or an out-of-memory abort would (the promise never settles; the trap
+/// surfaces as an uncaught `WebAssembly.RuntimeError`). The flag lives in this instance only.
+#[wasm_bindgen(js_name = debugTrapNextChunk)]
+pub fn debug_trap_next_chunk() {
+    TRAP_NEXT_CHUNK.with(|t| t.set(true));
 }
 
 fn js_err(e: impl std::fmt::Display) -> JsValue {
@@ -117,6 +143,9 @@ impl KokoroEngine {
         let engine = self.inner.clone();
         let gpu = self.gpu.clone();
         future_to_promise(async move {
+            if TRAP_NEXT_CHUNK.with(|t| t.replace(false)) {
+                panic!("debugTrapNextChunk: simulated crash while synthesizing");
+            }
             check_gpu(&gpu)?;
             let noise = if deterministic { SourceNoise::Deterministic } else { SourceNoise::Seeded(seed as u64) };
             let v = engine.voice(&voice).await.map_err(js_err)?;
@@ -238,10 +267,11 @@ fn check_gpu(gpu: &Option<Rc<Gpu>>) -> Result<(), JsValue> {
 }
 
 /// Log-mel distance between two 24 kHz signals (mean absolute difference of log-mel frames; the
-/// measure the golden tests use), for comparing the browser's audio with the native build's.
+/// measure the golden tests use), for comparing the browser's audio with the native build's. Fails
+/// (an error, not a trap) when they share fewer samples than one spectrogram frame takes.
 #[wasm_bindgen(js_name = logMelDistance)]
-pub fn log_mel_distance(a: &[f32], b: &[f32]) -> f64 {
-    eval::log_mel_distance(a, b)
+pub fn log_mel_distance(a: &[f32], b: &[f32]) -> Result<f64, JsValue> {
+    eval::try_log_mel_distance(a, b).map_err(js_err)
 }
 
 /// Diagnostics: elementwise ops the model uses, evaluated on `device` ("webgpu" or "cpu") at
