@@ -75,15 +75,16 @@ cd /root/kokoro-burn
 rustup target remove wasm32-unknown-unknown 2>/dev/null || true
 echo "== needs: $(cargo --version); $(python3 --version); node $(node --version); npm $(npm --version)"
 python3 -c 'import numpy' 2>/dev/null && echo "numpy present?" || echo "== no numpy (as on a fresh machine)"
+# The suite first (its cold time is what CI's 90 minutes bound), then the README's main command.
 start=$(date +%s)
-cargo run --release -p kokoro-cli -- say "Hello world! The train leaves at 10:30." --voice af_heart --out hello.wav
-main=$?
-mid=$(date +%s)
 ./scripts/test.sh
 suite=$?
+mid=$(date +%s)
+echo "== test suite:   exit $suite, $((mid - start)) s cold"
+cargo run --release -p kokoro-cli -- say "Hello world! The train leaves at 10:30." --voice af_heart --out hello.wav
+main=$?
 end=$(date +%s)
-echo "== main command: exit $main, $((mid - start)) s cold"
-echo "== test suite:   exit $suite, $((end - mid)) s (after the main command)"
+echo "== main command: exit $main, $((end - mid)) s (its own release build; weights already fetched by the suite)"
 exit $((main || suite))
 IN
 chmod +x "$root/root/run.sh"

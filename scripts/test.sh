@@ -12,13 +12,19 @@ export KOKORO_CACHE="${KOKORO_CACHE:-$HOME/.cache/kokoro-burn}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KOKORO_CACHE/target}"
 export CARGO_TERM_COLOR=never
 
+# Each step says how long the one before it took, and the last line the total (cold-run budget: CI's 90 minutes).
+started=$SECONDS last=
+took() { echo "$(( ($SECONDS - $1) / 60 )) min $(( ($SECONDS - $1) % 60 )) s"; }
+step() { [ -z "$last" ] || echo "   ($(took "$last"))"; last=$SECONDS; echo "== $*"; }
+trap '[ -z "$last" ] || echo "   ($(took "$last"))"; echo "scripts/test.sh: $(took "$started") in all"' EXIT
+
 for tool in cargo rustup python3 npm node; do
   command -v "$tool" >/dev/null || { echo "scripts/test.sh: '$tool' is required (see the README's Needs)" >&2; exit 1; }
 done
 
 # Everything the suite uses beyond the README's needs is installed here, before any step needs it
 # (issue 12: a fresh machine lacked the wasm32 target and numpy although CI had them).
-echo "== set up: rustup target, Python venv (scripts/requirements.txt), Debian packages"
+step "set up: rustup target, Python venv (scripts/requirements.txt), Debian packages"
 rustup target list --installed | grep -x wasm32-unknown-unknown >/dev/null || rustup target add wasm32-unknown-unknown
 ./scripts/py -c 'import numpy, onnx, onnxruntime' # makes $KOKORO_CACHE/venv-* on first use
 # Debian's chromium (browser tests) and Mesa's lavapipe Vulkan driver (the wgpu test on the CPU).
@@ -36,22 +42,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-echo "== fetch weights and voices (cached in $KOKORO_CACHE)"
-cargo run --quiet -p kokoro-cli -- fetch
+# One dev build serves every Rust step: the tests, the `kokoro` binary that fetches, and the golden
+# test on burn-wgpu (the feature is on for the whole workspace, so burn compiles once, not once per
+# feature set or profile; on 2 cores each extra build of burn costs a quarter of an hour).
+features=(--workspace --features kokoro-model/wgpu)
+step "build the workspace and its tests (dev profile, burn-wgpu included)"
+cargo test "${features[@]}" --no-run --quiet
 
-echo "== kokoro-text in wasm: en-US, en-GB and both, sizes, and a run in Node"
+step "fetch weights and voices (cached in $KOKORO_CACHE)"
+"$CARGO_TARGET_DIR/debug/kokoro" fetch
+
+step "kokoro-text in wasm: en-US, en-GB and both, sizes, and a run in Node"
 ./scripts/text-wasm-size.sh
 
-echo "== cargo test --workspace"
-cargo test --workspace --no-fail-fast 2>&1 | tee "$KOKORO_CACHE/last-test.log"
+step "cargo test --workspace (the golden test on burn-wgpu runs on a GPU, or Mesa's lavapipe Vulkan on the CPU)"
+cargo test "${features[@]}" --no-fail-fast 2>&1 | tee "$KOKORO_CACHE/last-test.log"
 
-echo "== the golden test on burn-wgpu (a GPU, or Mesa's lavapipe Vulkan on the CPU)"
-# --release: shares the compiled burn-wgpu with the README's main command (`cargo run --release`).
-cargo test --release -p kokoro-model --features wgpu --test golden_wgpu 2>&1 | tee -a "$KOKORO_CACHE/last-test.log"
-
-echo "== the browser package: wasm + bindings + npm package + demo (scripts/build-web.sh)"
+step "the browser package: wasm + bindings + npm package + demo (scripts/build-web.sh)"
 ./scripts/build-web.sh
 
-echo "== end-to-end in headless Chromium (Debian's): WebGPU (SwiftShader), CPU fallback, IndexedDB, offline"
+step "end-to-end in headless Chromium (Debian's): WebGPU (SwiftShader), CPU fallback, IndexedDB, offline"
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 node --test --test-concurrency=1 tests/browser/ 2>&1 | tee -a "$KOKORO_CACHE/last-test.log"
