@@ -10,7 +10,7 @@
 //! in the cache folder under the names below, or pass them to `kokoro convert`.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
