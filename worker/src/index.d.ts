@@ -87,6 +87,10 @@ export interface ChunkInfo {
   guessed: string[];
   /** Frames (600 samples) per phoneme token, boundary tokens included. */
   durations: number[];
+  /** The chunk's words and when they are spoken, in seconds from the start of the whole audio. */
+  words: { text: string; start: number; end: number }[];
+  /** Phoneme characters outside the model's vocab, dropped. */
+  unknown: string[];
   timings: { bert: number; predictor: number; textEncoder: number; decoder: number; total: number };
   backend: 'webgpu' | 'cpu';
   sampleRate: number;

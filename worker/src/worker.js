@@ -263,6 +263,8 @@ async function speak(id, { text, voice = 'af_heart', speed = 1, lang = '', deter
     await nextTask();
     stopIfCancelled();
     const meta = JSON.parse(r.meta);
+    // Word times in seconds from the start of the whole audio, counted in samples (no drift).
+    meta.words = meta.words.map(([word, start, end]) => ({ text: word, start: (samples + start) / 24000, end: (samples + end) / 24000 }));
     donePhonemes += c.phonemes.length;
     samples += r.audio.length;
     const elapsed = performance.now() - t0;
@@ -282,7 +284,7 @@ async function speak(id, { text, voice = 'af_heart', speed = 1, lang = '', deter
 async function synthesize(id, c, { voice, speed, deterministic, seed }) {
   const run = () => guarded(() => {
     if (debugTraps > 0) { debugTraps -= 1; wasm.debugTrapNextChunk(); }
-    return engine.synthesize(c.phonemes, voice, speed, deterministic, seed + c.index);
+    return engine.synthesize(JSON.stringify(c), voice, speed, deterministic, seed + c.index);
   });
   try {
     return await run();

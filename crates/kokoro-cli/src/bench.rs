@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use kokoro_model::{ForwardInput, Kokoro, SAMPLE_RATE, SourceNoise, StageTimings, Vocab, VoicePack};
+use kokoro_engine::{Engine, SourceNoise, StageTimings, Utterance};
+use kokoro_model::Kokoro;
 
 use crate::device::DeviceChoice;
 use crate::fetch::{self, Cache};
@@ -65,21 +66,21 @@ pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
         fetch::fetch(cache, false)?;
     }
     let weights = args.weights.clone().unwrap_or_else(|| cache.canonical());
-    let device = args.device.device()?;
+    let (device, backend) = args.device.open()?;
     let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
-    let voice = VoicePack::from_bin_file(&cache.voices().join("af_heart.bin"))?;
-    let vocab = Vocab::from_config(&kokoro.config);
+    let store = kokoro_voice::DirStore { dir: cache.voices() };
+    let engine = Engine::new(kokoro, device, backend, store, 1 << 20);
+    let voice = pollster::block_on(engine.voice("af_heart"))?;
     let mut rows = Vec::new();
     for (name, phonemes) in UTTERANCES {
-        let ids = vocab.encode(phonemes).ids;
-        let input = ForwardInput::new(ids.clone(), voice.style_for(ids.len())).with_noise(SourceNoise::Deterministic);
-        let warm = kokoro.model.forward(&input, &device)?;
-        let mut runs: Vec<StageTimings> =
-            (0..args.repeats).map(|_| kokoro.model.forward(&input, &device).map(|o| o.timings)).collect::<Result<_, _>>()?;
+        let utterance = Utterance::from_phonemes(phonemes);
+        let speak = || engine.synthesize(&utterance, &voice, 1.0, SourceNoise::Deterministic);
+        let warm = speak()?;
+        let mut runs: Vec<StageTimings> = (0..args.repeats).map(|_| speak().map(|o| o.timings)).collect::<Result<_, _>>()?;
         runs.sort_by_key(|t| t.total);
         let median = runs[runs.len() / 2].clone();
-        let audio_seconds = warm.audio.len() as f64 / SAMPLE_RATE as f64;
-        eprintln!("{name}: {} ids, {audio_seconds:.2} s audio, median {:.3} s", ids.len(), median.total.as_secs_f64());
+        let audio_seconds = warm.seconds();
+        eprintln!("{name}: {} ids, {audio_seconds:.2} s audio, median {:.3} s", warm.phoneme_ids, median.total.as_secs_f64());
         rows.push(Row { name, audio_seconds, ours: median.total, stages: median, ort_int8: None, ort_f32: None });
     }
     if !args.no_ort {

@@ -5,6 +5,7 @@ use anyhow::Result;
 use anyhow::bail;
 use burn::tensor::Device;
 use clap::ValueEnum;
+use kokoro_engine::Backend;
 
 /// Backends selectable at run time.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,18 +25,23 @@ pub enum DeviceChoice {
 
 impl DeviceChoice {
     pub fn device(self) -> Result<Device> {
+        self.open().map(|(device, _)| device)
+    }
+
+    /// The device, and what kind of backend it turned out to be (`auto` decides here).
+    pub fn open(self) -> Result<(Device, Backend)> {
         Ok(match self {
             DeviceChoice::Auto => {
                 #[cfg(feature = "wgpu")]
                 if let Some(d) = hardware_gpu() {
-                    return Ok(d);
+                    return Ok((d, Backend::Wgpu));
                 }
-                DeviceChoice::Cpu.device()?
+                DeviceChoice::Cpu.open()?
             }
-            DeviceChoice::Cpu | DeviceChoice::Flex => Device::flex(),
+            DeviceChoice::Cpu | DeviceChoice::Flex => (Device::flex(), Backend::Cpu),
             #[allow(deprecated)]
-            DeviceChoice::Ndarray => Device::ndarray(),
-            DeviceChoice::Wgpu => wgpu_device()?,
+            DeviceChoice::Ndarray => (Device::ndarray(), Backend::Cpu),
+            DeviceChoice::Wgpu => (wgpu_device()?, Backend::Wgpu),
         })
     }
 }

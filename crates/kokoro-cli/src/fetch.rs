@@ -151,12 +151,12 @@ fn fetch_voices(cache: &Cache) -> Result<()> {
             continue;
         };
         let Some(stem) = name.strip_suffix(".bin") else { continue };
-        if !kokoro_model::voice::is_valid_voice_name(stem) {
+        if !kokoro_voice::is_valid_voice_name(stem) {
             continue;
         }
         let mut data = Vec::new();
         entry.read_to_end(&mut data)?;
-        kokoro_model::VoicePack::from_bin_bytes(&data).with_context(|| format!("voice {stem} in {}", tgz.display()))?;
+        kokoro_voice::Voice::from_bin_bytes(&data, stem).with_context(|| format!("voice {stem} in {}", tgz.display()))?;
         write_atomic(&cache.voices().join(&name), &data)?;
         count += 1;
     }

@@ -79,6 +79,7 @@ fn main() -> ExitCode {
                     || c.downcast_ref::<say::InputError>().is_some()
                     || c.downcast_ref::<kokoro_text::TextError>().is_some()
                     || c.downcast_ref::<voices::VoiceInputError>().is_some()
+                    || c.downcast_ref::<kokoro_engine::EngineError>().is_some_and(kokoro_engine::EngineError::is_input)
             });
             ExitCode::from(if input_error { 2 } else { 1 })
         }

@@ -6,15 +6,18 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use kokoro_model::{ForwardInput, Kokoro, MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SourceNoise, Vocab, VoicePack};
-use kokoro_text::FrontEnd;
+use indicatif::{ProgressBar, ProgressStyle};
+use kokoro_engine::wav::PcmWavWriter;
+use kokoro_engine::{Engine, MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SourceNoise, Timeline, Voice, WordTime};
+use kokoro_model::Kokoro;
 use serde::Serialize;
+use std::io::IsTerminal;
 
 use crate::device::DeviceChoice;
 use crate::fetch::{self, Cache};
 use crate::output::{AtomicFile, write_atomic};
 use crate::text::TextArgs;
-use crate::voices::VoiceSource;
+use crate::voices::{SourceStore, VoiceInputError, VoiceSource};
 
 #[derive(Args, Debug)]
 pub struct SayArgs {
@@ -84,6 +87,8 @@ struct Report<'a> {
     unknown_characters: Vec<String>,
     phoneme_ids: usize,
     durations: &'a [u32],
+    /// Words in seconds from the start of the whole audio (text only).
+    words: Vec<WordTime>,
     chunks: Vec<ChunkReport>,
     samples: usize,
     sample_rate: u32,
@@ -123,81 +128,86 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
             cache.canonical()
         }
     };
-    let voice = match &args.voice_file {
-        Some(path) => VoicePack::from_bin_file(path)?,
-        None => {
-            let start = Instant::now();
-            let voice = args.voice_source.load_spec(cache, &args.voice, true)?;
-            crate::voices::record_usage(cache, &args.voice, start.elapsed());
-            voice.into()
-        }
-    };
-    let device = args.device.device()?;
+    let (device, backend) = args.device.open()?;
     let load_start = Instant::now();
     let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
     let load = load_start.elapsed();
+    let store = SourceStore::new(&args.voice_source, cache);
+    let place = store.place().display().to_string();
+    let engine = Engine::new(kokoro, device, backend, store, VOICE_CACHE_BYTES);
 
-    // What to say: the phonemes as given, or the text's chunks, made one by one as we go.
+    let voice = match &args.voice_file {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Voice::from_bin_bytes(&bytes, &path.display().to_string()).map_err(VoiceInputError::from)?
+        }
+        None => {
+            let start = Instant::now();
+            let voice = pollster::block_on(engine.voice(&args.voice)).with_context(|| format!("voice {:?} (voices from {place})", args.voice))?;
+            crate::voices::record_usage(cache, &args.voice, start.elapsed());
+            voice
+        }
+    };
+
+    // What to say: the phonemes as given, or the text's utterances, made one by one as we go.
     let text = match &args.phonemes {
         Some(_) => None,
         None => Some(args.text.read()?),
     };
-    let front = match &text {
-        Some(_) => Some(FrontEnd::new(args.text.dialect(args.voice_file.is_none().then_some(args.voice.as_str()))?)?),
-        None => None,
-    };
-    let utterances: Box<dyn Iterator<Item = Result<Utterance>>> = match (&args.phonemes, &text, &front) {
-        (Some(p), _, _) => Box::new(std::iter::once(Ok(Utterance { source: None, phonemes: p.clone(), guessed: Vec::new() }))),
-        (None, Some(text), Some(front)) => Box::new(front.chunks_with(text, args.text.chunk_options()).map(|c| {
-            let c = c?;
-            Ok(Utterance { source: Some([c.source.start, c.source.end]), phonemes: c.phonemes, guessed: c.guessed })
-        })),
+    let plan = match (&args.phonemes, &text) {
+        (Some(p), _) => engine.plan_phonemes(p.clone()),
+        (None, Some(text)) => {
+            let voice_for_dialect = if args.voice_file.is_none() { args.voice.as_str() } else { "" };
+            let dialect = engine.dialect(args.text.lang.as_deref(), voice_for_dialect)?;
+            engine.plan(text.as_str(), dialect, args.text.chunk_options())?
+        }
         _ => unreachable!("text is read whenever phonemes are absent"),
     };
+    let progress = Progress::new(text.as_ref().map_or(0, |t| t.len()));
 
-    let vocab = Vocab::from_config(&kokoro.config);
     let noise = if args.deterministic { SourceNoise::Deterministic } else { SourceNoise::Seeded(args.seed) };
     let mut wav = WavOut::create(&args.out)?;
+    let mut timeline = Timeline::new();
     let mut unknown: Vec<char> = Vec::new();
     let mut durations: Vec<u32> = Vec::new();
     let mut chunks: Vec<ChunkReport> = Vec::new();
+    let mut words: Vec<WordTime> = Vec::new();
     let mut seconds = Seconds::default();
-    for utterance in utterances {
+    for utterance in plan {
         let utterance = utterance?;
-        let encoded = vocab.encode(&utterance.phonemes);
-        unknown.extend(encoded.unknown.iter().filter(|c| !unknown.contains(c)).collect::<Vec<_>>());
         if !utterance.guessed.is_empty() {
-            eprintln!("note: not in the lexicon, read by letter-to-sound: {}", utterance.guessed.join(", "));
+            progress.note(format!("note: not in the lexicon, read by letter-to-sound: {}", utterance.guessed.join(", ")));
         }
-        let input = ForwardInput::new(encoded.ids.clone(), voice.style_for(encoded.ids.len()))
-            .with_speed(args.speed)
-            .with_noise(noise);
-        let out = kokoro.model.forward(&input, &device)?;
-        wav.write(&out.audio)?;
-        let t = &out.timings;
+        let chunk = engine.synthesize(&utterance, &voice, args.speed, noise)?;
+        wav.write(&chunk.audio)?;
+        words.extend(timeline.place(&chunk));
+        unknown.extend(chunk.unknown.iter().filter(|c| !unknown.contains(c)).collect::<Vec<_>>());
+        let t = &chunk.timings;
         seconds.bert += t.bert.as_secs_f64();
         seconds.predictor += t.predictor.as_secs_f64();
         seconds.text_encoder += t.text_encoder.as_secs_f64();
         seconds.decoder += t.decoder.as_secs_f64();
         seconds.total += t.total.as_secs_f64();
-        durations.extend(&out.durations);
+        durations.extend(&chunk.durations);
         if text.is_some() {
-            eprintln!(
+            progress.note(format!(
                 "chunk {}: {} phonemes -> {:.2} s of audio in {:.2} s",
                 chunks.len() + 1,
-                encoded.ids.len(),
-                out.audio.len() as f64 / SAMPLE_RATE as f64,
+                chunk.phoneme_ids,
+                chunk.seconds(),
                 t.total.as_secs_f64()
-            );
+            ));
         }
+        progress.advance(chunk.source.as_ref().map_or(0, |s| s.end), timeline.samples());
         chunks.push(ChunkReport {
-            source: utterance.source,
-            phonemes: utterance.phonemes,
-            phoneme_ids: encoded.ids.len(),
-            samples: out.audio.len(),
-            guessed: utterance.guessed,
+            source: chunk.source.map(|s| [s.start, s.end]),
+            phonemes: chunk.phonemes,
+            phoneme_ids: chunk.phoneme_ids,
+            samples: chunk.audio.len(),
+            guessed: chunk.guessed,
         });
     }
+    progress.finish();
     if chunks.is_empty() {
         return Err(InputError::NothingToSay.into());
     }
@@ -229,13 +239,14 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
             text: text.as_deref(),
             phonemes: &phonemes,
             voice: &args.voice,
-            device: format!("{:?}", args.device).to_lowercase(),
-            precision: kokoro.precision.as_str(),
+            device: engine.backend().as_str().to_string(),
+            precision: engine.kokoro().precision.as_str(),
             deterministic: args.deterministic,
             speed: args.speed,
             unknown_characters: unknown.iter().map(|c| c.to_string()).collect(),
             phoneme_ids: chunks.iter().map(|c| c.phoneme_ids).sum(),
             durations: &durations,
+            words,
             chunks,
             samples,
             sample_rate: SAMPLE_RATE,
@@ -248,41 +259,74 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
     Ok(())
 }
 
-/// One model call's worth of input.
-struct Utterance {
-    source: Option<[usize; 2]>,
-    phonemes: String,
-    guessed: Vec<String>,
+/// Bytes of voices `say` keeps in memory: a mix and its parts (a voice is 522,240 bytes).
+const VOICE_CACHE_BYTES: usize = 16 << 20;
+
+/// A progress bar over the text (bytes spoken of the whole), with audio made and time left; shown
+/// only on a terminal and for texts of more than one chunk's worth. Notes print above it.
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// Texts shorter than this finish before a bar would say anything useful.
+    const MIN_TEXT_BYTES: usize = 1000;
+
+    fn new(text_bytes: usize) -> Self {
+        let bar = (text_bytes >= Self::MIN_TEXT_BYTES && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(text_bytes as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {percent:>3}% of the text, {msg} of audio; {elapsed} so far, {eta} left")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self { bar }
+    }
+
+    fn note(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn advance(&self, text_done: usize, samples: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(text_done as u64);
+            bar.set_message(format!("{:.0} s", samples as f64 / SAMPLE_RATE as f64));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// A 16-bit PCM WAV written as the audio arrives, under its name only once finished.
 struct WavOut {
     file: AtomicFile,
-    writer: hound::WavWriter<std::io::BufWriter<std::fs::File>>,
-    samples: usize,
+    writer: PcmWavWriter<std::io::BufWriter<std::fs::File>>,
 }
 
 impl WavOut {
     fn create(path: &Path) -> Result<Self> {
         let (file, out) = AtomicFile::create(path)?;
-        let writer = hound::WavWriter::new(out, wav_spec()).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self { file, writer, samples: 0 })
+        let writer = PcmWavWriter::new(out).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self { file, writer })
     }
 
-    /// Writes 16-bit PCM, clipping to [-1, 1].
     fn write(&mut self, audio: &[f32]) -> Result<()> {
-        for &s in audio {
-            self.writer.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)?;
-        }
-        self.samples += audio.len();
-        Ok(())
+        Ok(self.writer.write(audio)?)
     }
 
-    /// Completes the header and moves the file to its name.
+    /// Completes the header and moves the file to its name; returns the samples written.
     fn finish(self) -> Result<usize> {
-        self.writer.finalize()?;
+        let samples = self.writer.finish()?;
         self.file.commit()?;
-        Ok(self.samples)
+        Ok(samples)
     }
 }
 
@@ -293,8 +337,3 @@ fn parse_speed(text: &str) -> Result<f32, String> {
         _ => Err(format!("speed must be a number from {MIN_SPEED} to {MAX_SPEED}")),
     }
 }
-
-fn wav_spec() -> hound::WavSpec {
-    hound::WavSpec { channels: 1, sample_rate: SAMPLE_RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int }
-}
-

@@ -94,6 +94,62 @@ impl VoiceSource {
     }
 }
 
+/// The voices of a [`VoiceSource`] as the engine's store: `say` and `bench` resolve names and
+/// mixes through the engine (its cache, its mix rules), which loads named parts from here.
+pub struct SourceStore {
+    voices_file: Option<PathBuf>,
+    dir: PathBuf,
+}
+
+impl SourceStore {
+    pub fn new(source: &VoiceSource, cache: &Cache) -> Self {
+        Self { voices_file: source.voices_file.clone(), dir: source.place(cache) }
+    }
+
+    /// The folder or bundle voices come from.
+    pub fn place(&self) -> &Path {
+        self.voices_file.as_deref().unwrap_or(&self.dir)
+    }
+
+    fn unknown(&self, name: &str) -> VoiceError {
+        VoiceError::Unknown(name.to_string())
+    }
+}
+
+impl kokoro_voice::VoiceStore for SourceStore {
+    async fn list(&self) -> Result<Vec<String>, VoiceError> {
+        match &self.voices_file {
+            Some(file) => Ok(read_voice_file(file)?.into_iter().map(|(n, _)| n).collect()),
+            None => kokoro_voice::DirStore { dir: self.dir.clone() }.list().await,
+        }
+    }
+
+    async fn fetch(&self, name: &str) -> Result<Vec<u8>, VoiceError> {
+        check_voice_name(name)?;
+        let path = match &self.voices_file {
+            Some(file) => file.clone(),
+            None => self.dir.join(format!("{name}.bin")),
+        };
+        match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(self.unknown(name)),
+            r => r.map_err(|e| VoiceError::Io(path.display().to_string(), e)),
+        }
+    }
+
+    async fn load(&self, name: &str) -> Result<Voice, VoiceError> {
+        check_voice_name(name)?;
+        if let Some(file) = &self.voices_file {
+            let voices = read_voice_file(file)?;
+            return voices.into_iter().find(|(n, _)| n == name).map(|(_, v)| v).ok_or_else(|| self.unknown(name));
+        }
+        let path = self.dir.join(format!("{name}.bin"));
+        if !path.is_file() {
+            return Err(self.unknown(name));
+        }
+        read_voice_file(&path)?.into_iter().next().map(|(_, v)| v).ok_or_else(|| self.unknown(name))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum VoicesCommand {
     /// List the voices (language and gender from the name's prefix).

@@ -6,18 +6,18 @@
 //! backend is chosen at run time through burn's [`Device`](burn::tensor::Device).
 //!
 //! ```no_run
-//! use kokoro_model::{Kokoro, KokoroConfig, ForwardInput, SourceNoise, VoicePack, Vocab};
+//! use kokoro_model::{Kokoro, KokoroConfig, ForwardInput, SourceNoise, StyleVector, Vocab};
 //! let device = burn::tensor::Device::flex();
 //! let kokoro = Kokoro::load("kokoro-v1_0.safetensors".as_ref(), &device).unwrap();
-//! let voice = VoicePack::from_bin_file("af_heart.bin".as_ref()).unwrap();
+//! let style = StyleVector([0.1; 256]); // a voice's row for this length (kokoro-voice reads voices)
 //! let ids = Vocab::from_config(&KokoroConfig::v1()).encode("həlˈO wˈɜɹld.").ids;
-//! let input = ForwardInput::new(ids.clone(), voice.style_for(ids.len())).with_noise(SourceNoise::Deterministic);
+//! let input = ForwardInput::new(ids.clone(), style).with_noise(SourceNoise::Deterministic);
 //! let out = kokoro.model.forward(&input, &device).unwrap();
 //! assert_eq!(out.audio.len(), 600 * out.durations.iter().sum::<u32>() as usize);
 //! ```
 //!
 //! Vocabulary: a *frame* is one aligned step (600 samples); *durations* are frames per token; a
-//! *voice pack* is a `[510, 1, 256]` table of *style vectors*, one per utterance length.
+//! *style vector* is the row of a voice pack (`kokoro-voice`) that conditions one utterance.
 //!
 //! Crates chosen: `burn` (+ `burn-store` to apply named tensors to modules and read `.pth`),
 //! `prost` (the ONNX protobuf, decoded from hand-declared messages: no `protoc` at build time),
@@ -35,10 +35,10 @@ pub use config::{KokoroConfig, MAX_FRAMES, MAX_PHONEME_IDS, MAX_SPEED, MIN_SPEED
 pub use model::{ForwardInput, ForwardOutput, HostTensor, Intermediates, KModel, StageTimings};
 pub use nn::source::SourceNoise;
 pub use vocab::{Encoded, Vocab};
-pub use voice::{StyleVector, VoicePack};
+pub use voice::{STYLE_WIDTH, StyleVector};
 pub use weights::{Kokoro, LoadError, Precision, WeightSet};
 
-/// Errors of a forward pass or of reading a voice.
+/// Errors of a forward pass.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Occurs when an utterance has no phoneme ids (after unknown characters were dropped).
@@ -56,12 +56,6 @@ pub enum Error {
     /// Occurs when the predicted durations add up to more frames than one pass renders.
     #[error("the utterance would need {got} frames ({seconds:.0} s of audio), over the limit of {max} per pass; raise the speed or split the text", seconds = *got as f64 * 0.025)]
     TooManyFrames { got: usize, max: usize },
-    /// Occurs when a voice pack is malformed.
-    #[error("invalid voice pack: {0}")]
-    BadVoice(String),
-    /// Occurs when a file cannot be read.
-    #[error("cannot read {0}: {1}")]
-    Io(String, #[source] std::io::Error),
     /// Occurs when the compute device fails (for example a lost GPU).
     #[error("compute device error: {0}")]
     Device(String),

@@ -32,6 +32,11 @@ impl Vocab {
         Self { map }
     }
 
+    /// The id of one phoneme character, if the vocab has it.
+    pub fn id(&self, c: char) -> Option<u32> {
+        self.map.get(&c).copied()
+    }
+
     /// Encodes a phoneme string, dropping (and listing, once each) characters outside the vocab,
     /// as upstream's `KModel.forward` drops them.
     pub fn encode(&self, phonemes: &str) -> Encoded {

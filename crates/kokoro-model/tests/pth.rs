@@ -11,7 +11,7 @@ use std::process::Command;
 use burn::tensor::Device;
 use kokoro_model::eval::{log_mel_distance, relative_error};
 use kokoro_model::weights::{read_canonical, write_canonical};
-use kokoro_model::{ForwardInput, Kokoro, KokoroConfig, SourceNoise, VoicePack, Vocab};
+use kokoro_model::{ForwardInput, Kokoro, KokoroConfig, SourceNoise, StyleVector, Vocab};
 
 mod common;
 
@@ -34,9 +34,9 @@ fn official_layout_pth_loads_the_same_model() {
     let device = Device::flex();
     let from_pth = Kokoro::load(&pth, &device).expect("the .pth loads");
     let from_canonical = Kokoro::load(&canonical, &device).unwrap();
-    let voice = VoicePack::from_bin_file(&cache_dir().join("voices/af_heart.bin")).unwrap();
+    let voice = common::read_voice(&cache_dir().join("voices/af_heart.bin"));
     let ids = Vocab::from_config(&KokoroConfig::v1()).encode("həlˈO wˈɜɹld.").ids;
-    let input = ForwardInput::new(ids.clone(), voice.style_for(ids.len()))
+    let input = ForwardInput::new(ids.clone(), StyleVector(voice.style_for(ids.len())))
         .with_noise(SourceNoise::Deterministic)
         .with_intermediates(true);
     let a = from_pth.model.forward(&input, &device).unwrap();

@@ -11,6 +11,7 @@
 //! a cut falls inside one rewritten piece (a long URL read out word by word) do two spans overlap,
 //! both holding that piece.
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::ops::Range;
 
@@ -250,30 +251,32 @@ fn process_sentence(
 
 /// Chunks of a whole text, phonemized lazily: each `next()` does only the work for the chunks it
 /// returns (plus one sentence of look-ahead when packing).
-pub struct Chunks<'a> {
-    front: &'a FrontEnd,
-    text: &'a str,
+///
+/// Generic over how the front end and the text are held: borrowed ([`Chunks`], what
+/// [`FrontEnd::chunks`] returns) or owned (`ChunksOf<Arc<FrontEnd>, Arc<str>>`, what a request
+/// that outlives its caller's stack frame keeps, e.g. in a scheduler's queue).
+pub struct ChunksOf<F, T> {
+    front: F,
+    text: T,
     sentences: std::vec::IntoIter<Range<usize>>,
     packer: Packer,
     ready: VecDeque<Result<Chunk, TextError>>,
     done: bool,
 }
 
-impl<'a> Chunks<'a> {
-    pub(crate) fn new(front: &'a FrontEnd, text: &'a str, options: ChunkOptions) -> Self {
+/// Chunks of a borrowed text with a borrowed front end.
+pub type Chunks<'a> = ChunksOf<&'a FrontEnd, &'a str>;
+
+impl<F: Borrow<FrontEnd>, T: AsRef<str>> ChunksOf<F, T> {
+    /// The chunks of `text`, made on demand.
+    pub fn new(front: F, text: T, options: ChunkOptions) -> Self {
         let options = ChunkOptions { max_phonemes: options.max_phonemes.clamp(1, MAX_PHONEMES), ..options };
-        Self {
-            front,
-            text,
-            sentences: segment::sentences(text).into_iter(),
-            packer: Packer::new(options),
-            ready: VecDeque::new(),
-            done: false,
-        }
+        let sentences = segment::sentences(text.as_ref()).into_iter();
+        Self { front, text, sentences, packer: Packer::new(options), ready: VecDeque::new(), done: false }
     }
 }
 
-impl Iterator for Chunks<'_> {
+impl<F: Borrow<FrontEnd>, T: AsRef<str>> Iterator for ChunksOf<F, T> {
     type Item = Result<Chunk, TextError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -285,7 +288,9 @@ impl Iterator for Chunks<'_> {
                 return None;
             }
             match self.sentences.next() {
-                Some(range) => process_sentence(self.front, self.text, range, 0, &mut self.packer, &mut self.ready),
+                Some(range) => {
+                    process_sentence(self.front.borrow(), self.text.as_ref(), range, 0, &mut self.packer, &mut self.ready)
+                }
                 None => {
                     self.packer.finish(&mut self.ready);
                     self.done = true;

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
 use js_sys::{Float32Array, Promise, Uint8Array};
-use kokoro_model::{Kokoro, SourceNoise, eval};
+use kokoro_engine::{Backend, ChunkOptions, Engine, SourceNoise};
+use kokoro_model::{Kokoro, eval};
 use kokoro_voice::VoiceStore;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::engine::{Backend, Engine};
+use crate::js::{ChunkInfo, Utf16Offsets};
 use crate::store::JsVoiceStore;
 
 #[wasm_bindgen(start)]
@@ -119,13 +120,22 @@ impl KokoroEngine {
 
     /// Chunks of `text` as JSON: `[{index, start, end, phonemes, guessed}]` (UTF-16 offsets).
     /// `lang` "en-us" | "en-gb" | "" (from the voice); `pack` packs sentences up to 510 phonemes.
+    /// The chunks of `text` (JSON: [`ChunkInfo`]s). `pack`: sentences share a chunk while they fit
+    /// (as reference Kokoro does); without, one chunk per sentence, for streaming.
     pub fn chunks(&self, text: &str, lang: &str, voice: &str, pack: bool) -> Result<String, JsValue> {
         let dialect = self.inner.dialect(Some(lang), voice).map_err(js_err)?;
-        let chunks = self.inner.chunks(text, dialect, pack).map_err(js_err)?;
+        let options = ChunkOptions { pack_sentences: pack, ..ChunkOptions::default() };
+        let offsets = Utf16Offsets::new(text);
+        let chunks = self
+            .inner
+            .plan(text, dialect, options)
+            .map_err(js_err)?
+            .map(|u| u.map(|u| ChunkInfo::new(u, &offsets)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(js_err)?;
         serde_json::to_string(&chunks).map_err(js_err)
     }
 
-    /// Checks a voice spec and loads its voices (through the cache); resolves to its canonical key.
     #[wasm_bindgen(js_name = resolveVoice)]
     pub fn resolve_voice(&self, spec: String) -> Promise {
         let engine = self.inner.clone();
@@ -139,7 +149,9 @@ impl KokoroEngine {
     /// Synthesizes one chunk. Resolves to `{audio: Float32Array, meta: JSON}` where meta has
     /// `durations` (frames per token) and `timings` (ms per stage). `deterministic` zeroes the
     /// source noise (what the golden tests and the native comparison use).
-    pub fn synthesize(&self, phonemes: String, voice: String, speed: f32, deterministic: bool, seed: f64) -> Promise {
+    /// Speaks one chunk (JSON of a [`ChunkInfo`], as `chunks` gave it). Resolves to `{audio, meta}`;
+    /// meta's `words` are `[text, startSample, endSample]` within this chunk's audio.
+    pub fn synthesize(&self, chunk: String, voice: String, speed: f32, deterministic: bool, seed: f64) -> Promise {
         let engine = self.inner.clone();
         let gpu = self.gpu.clone();
         future_to_promise(async move {
@@ -147,9 +159,10 @@ impl KokoroEngine {
                 panic!("debugTrapNextChunk: simulated crash while synthesizing");
             }
             check_gpu(&gpu)?;
+            let chunk: ChunkInfo = serde_json::from_str(&chunk).map_err(|e| js_err(format!("malformed chunk: {e}")))?;
             let noise = if deterministic { SourceNoise::Deterministic } else { SourceNoise::Seeded(seed as u64) };
             let v = engine.voice(&voice).await.map_err(js_err)?;
-            let out = engine.synthesize(&phonemes, &v, speed, noise).await.map_err(js_err)?;
+            let out = engine.synthesize_async(&chunk.into_utterance(), &v, speed, noise).await.map_err(js_err)?;
             // A device lost while this chunk ran may have produced garbage: fail it so the worker
             // redoes the chunk on the CPU.
             check_gpu(&gpu)?;
@@ -157,6 +170,8 @@ impl KokoroEngine {
             let t = &out.timings;
             let meta = json!({
                 "durations": out.durations,
+                "words": out.words.iter().map(|(text, r)| json!([text, r.start, r.end])).collect::<Vec<_>>(),
+                "unknown": out.unknown.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
                 "timings": { "bert": ms(t.bert), "predictor": ms(t.predictor), "textEncoder": ms(t.text_encoder),
                              "decoder": ms(t.decoder), "total": ms(t.total) },
             });

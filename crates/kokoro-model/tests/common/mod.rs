@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use kokoro_model::eval::{log_mel_distance, max_abs_diff, relative_error};
-use kokoro_model::{ForwardInput, HostTensor, Kokoro, SourceNoise, VoicePack};
+use kokoro_model::{ForwardInput, HostTensor, Kokoro, SourceNoise, StyleVector};
 use safetensors::SafeTensors;
 
 /// Tolerances on the relative L2 error (docs/validation.md): f32 against f32 math with identical
@@ -25,6 +25,12 @@ pub const TOL_GENERATOR_INPUT: f64 = 1e-4;
 pub const TOL_SPECTRUM: f64 = 1e-2;
 /// Log-mel distance of our audio to the float reference (the int8 export sits at 0.170).
 pub const TOL_LOG_MEL: f64 = 0.05;
+
+/// A voice pack from a `.bin` file (the model takes one row of it).
+pub fn read_voice(path: &std::path::Path) -> kokoro_voice::Voice {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    kokoro_voice::Voice::from_bin_bytes(&bytes, &path.display().to_string()).unwrap()
+}
 
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("KOKORO_CACHE").map(PathBuf::from).unwrap_or_else(|| {
@@ -92,8 +98,8 @@ fn transpose_last2(t: &HostTensor) -> Vec<f32> {
 /// Runs one golden case on `device` and asserts every stage against its tolerance.
 pub fn check(case: &str, kokoro: &Kokoro, device: &Device) {
     let g = golden(case);
-    let voice = VoicePack::from_bin_file(&cache_dir().join("voices").join(format!("{}.bin", g.voice))).unwrap();
-    let input = ForwardInput::new(g.ids.clone(), voice.style_for(g.ids.len()))
+    let voice = read_voice(&cache_dir().join("voices").join(format!("{}.bin", g.voice)));
+    let input = ForwardInput::new(g.ids.clone(), StyleVector(voice.style_for(g.ids.len())))
         .with_speed(g.speed)
         .with_noise(SourceNoise::Deterministic)
         .with_intermediates(true);
