@@ -47,6 +47,19 @@ pub struct BenchArgs {
     /// Weights for kokoro-burn (default: the cached canonical file).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Benchmark the engine's scheduler instead: throughput for concurrent clients with batching
+    /// off and on, time to first audio during a bulk job with priorities on and off, peak memory.
+    #[arg(long)]
+    engine: bool,
+    /// With --engine: numbers of concurrent clients.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    concurrency: Vec<usize>,
+    /// With --engine: items of the bulk job.
+    #[arg(long, default_value_t = 100)]
+    bulk_items: usize,
+    /// With --engine: most interactive requests measured during the bulk job.
+    #[arg(long, default_value_t = 20)]
+    interactive: usize,
 }
 
 struct Row {
@@ -70,6 +83,9 @@ pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
     let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
     let store = kokoro_voice::DirStore { dir: cache.voices() };
     let engine = Engine::new(kokoro, device, backend, store, 1 << 20);
+    if args.engine {
+        return crate::bench_engine::run(std::sync::Arc::new(engine), &args.concurrency, args.bulk_items, args.interactive);
+    }
     let voice = pollster::block_on(engine.voice("af_heart"))?;
     let mut rows = Vec::new();
     for (name, phonemes) in UTTERANCES {

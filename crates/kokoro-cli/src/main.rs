@@ -3,9 +3,12 @@
 //! Thin binary over `kokoro-model` and `kokoro-text`: argument parsing (clap), file I/O and reporting (anyhow).
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input.
 
+mod batch;
 mod bench;
+mod bench_engine;
 mod device;
 mod fetch;
+mod load;
 mod output;
 mod say;
 mod text;
@@ -52,6 +55,8 @@ enum Command {
     },
     /// Speak English text (or phonemes) into a 24 kHz mono 16-bit WAV file.
     Say(say::SayArgs),
+    /// Speak many items (JSONL or one per line) into one WAV each, with a manifest.
+    Batch(batch::BatchArgs),
     /// Print the phonemes of English text, one line per chunk.
     Phonemize(text::PhonemizeArgs),
     /// List, inspect and mix voices.
@@ -110,6 +115,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Say(args) => say::say(&cache, args),
+        Command::Batch(args) => batch::batch(&cache, args),
         Command::Phonemize(args) => text::phonemize(args),
         Command::Voices(args) => voices::voices(&cache, args),
         Command::Bench(args) => bench::bench(&cache, args),

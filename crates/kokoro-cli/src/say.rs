@@ -2,22 +2,20 @@
 //! spoken chunk by chunk; each chunk's audio is written as soon as it is made.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kokoro_engine::wav::PcmWavWriter;
-use kokoro_engine::{Engine, MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SourceNoise, Timeline, Voice, WordTime};
-use kokoro_model::Kokoro;
+use kokoro_engine::{MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SourceNoise, Timeline, Voice, WordTime};
 use serde::Serialize;
 use std::io::IsTerminal;
 
 use crate::device::DeviceChoice;
-use crate::fetch::{self, Cache};
+use crate::fetch::Cache;
 use crate::output::{AtomicFile, write_atomic};
 use crate::text::TextArgs;
-use crate::voices::{SourceStore, VoiceInputError, VoiceSource};
+use crate::voices::{VoiceInputError, VoiceSource};
 
 #[derive(Args, Debug)]
 pub struct SayArgs {
@@ -118,23 +116,10 @@ struct Seconds {
 }
 
 pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
-    let weights = match &args.weights {
-        Some(p) => p.clone(),
-        None => {
-            if !cache.is_complete() {
-                eprintln!("weights or voices missing from {}; fetching them first", cache.root.display());
-                fetch::fetch(cache, false)?;
-            }
-            cache.canonical()
-        }
-    };
-    let (device, backend) = args.device.open()?;
-    let load_start = Instant::now();
-    let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
-    let load = load_start.elapsed();
-    let store = SourceStore::new(&args.voice_source, cache);
-    let place = store.place().display().to_string();
-    let engine = Engine::new(kokoro, device, backend, store, VOICE_CACHE_BYTES);
+    let (engine, load) = crate::load::engine(cache, args.weights.as_ref(), args.device, &args.voice_source)?;
+    let engine = std::sync::Arc::new(engine);
+    let _usage = crate::load::save_usage(cache, &engine);
+    let place = engine.store().place().display().to_string();
 
     let voice = match &args.voice_file {
         Some(path) => {
@@ -142,10 +127,7 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
             Voice::from_bin_bytes(&bytes, &path.display().to_string()).map_err(VoiceInputError::from)?
         }
         None => {
-            let start = Instant::now();
-            let voice = pollster::block_on(engine.voice(&args.voice)).with_context(|| format!("voice {:?} (voices from {place})", args.voice))?;
-            crate::voices::record_usage(cache, &args.voice, start.elapsed());
-            voice
+            pollster::block_on(engine.voice(&args.voice)).with_context(|| format!("voice {:?} (voices from {place})", args.voice))?
         }
     };
 
@@ -259,9 +241,6 @@ pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
     Ok(())
 }
 
-/// Bytes of voices `say` keeps in memory: a mix and its parts (a voice is 522,240 bytes).
-const VOICE_CACHE_BYTES: usize = 16 << 20;
-
 /// A progress bar over the text (bytes spoken of the whole), with audio made and time left; shown
 /// only on a terminal and for texts of more than one chunk's worth. Notes print above it.
 struct Progress {
@@ -331,7 +310,7 @@ impl WavOut {
 }
 
 /// `--speed`: a number in OpenAI's range, [`MIN_SPEED`, `MAX_SPEED`] (clap exits with code 2 otherwise).
-fn parse_speed(text: &str) -> Result<f32, String> {
+pub(crate) fn parse_speed(text: &str) -> Result<f32, String> {
     match text.trim().parse::<f32>() {
         Ok(speed) if (MIN_SPEED..=MAX_SPEED).contains(&speed) => Ok(speed),
         _ => Err(format!("speed must be a number from {MIN_SPEED} to {MAX_SPEED}")),

@@ -146,7 +146,7 @@ fn bad_input_exits_2_with_a_specific_message() {
         (vec!["--phonemes".into(), "###".into()], "no phonemes to speak"),
         (vec!["--phonemes".into(), "a".repeat(511)], "511 phoneme ids exceed the model's limit of 510"),
         (vec!["--phonemes".into(), "hˈI".into(), "--voice".into(), "zz_nobody".into()], "unknown voice \"zz_nobody\""),
-        (vec!["--phonemes".into(), "hˈI".into(), "--voice".into(), "../../etc/passwd".into()], "invalid voice name"),
+        (vec!["--phonemes".into(), "hˈI".into(), "--voice".into(), "../../etc/passwd".into()], "bad voice mix \"../../etc/passwd\" at character 1"),
         // Issue 12: OpenAI's range; 0.0001 ran towards an out-of-memory abort, 1000 spoke.
         (vec!["--phonemes".into(), "hˈI".into(), "--speed".into(), "0".into()], "speed must be a number from 0.25 to 4"),
         (vec!["--phonemes".into(), "hˈI".into(), "--speed".into(), "0.0001".into()], "speed must be a number from 0.25 to 4"),
@@ -345,4 +345,85 @@ fn voices_prewarm_reports_progress_and_pins() {
     let o = kokoro(&["voices", "prewarm", "af_heart,../etc/passwd"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("1 voice(s) failed to pre-warm: ../etc/passwd"), "{}", stderr(&o));
+}
+
+/// Every manifest line of `dir`, by id.
+fn manifest(dir: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
+    std::fs::read_to_string(dir.join("manifest.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| (v["id"].as_str().unwrap().to_string(), v))
+        .collect()
+}
+
+#[test]
+fn batch_fails_bad_items_alone_resumes_and_equals_say() {
+    let dir = tmp("batch-out");
+    let _ = std::fs::remove_dir_all(&dir);
+    let input = tmp("batch.jsonl");
+    std::fs::write(
+        &input,
+        [
+            r#"{"id": "hello", "text": "Hello there."}"#,
+            r#"{"id": "emma", "text": "Good morning.", "voice": "bf_emma", "speed": 1.2}"#,
+            r#"{"id": "nobody", "text": "Hi.", "voice": "zz_nobody"}"#,
+            r#"{"id": "empty", "text": "   "}"#,
+            r#"{"id": "../escape", "text": "Hi."}"#,
+            r#"{"id": "hello", "text": "A repeated id."}"#,
+            r#"{"id": "fast", "text": "Hi.", "speed": 9}"#,
+            r#"not json"#,
+            "",
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let args = ["batch", input.to_str().unwrap(), "--out-dir", dir.to_str().unwrap(), "--deterministic", "--workers", "1", "--max-batch", "4"];
+    let o = kokoro(&args);
+    assert_eq!(o.status.code(), Some(1), "some items failed: {}", stderr(&o));
+    assert!(stderr(&o).contains("6 of 8 item(s) failed"), "{}", stderr(&o));
+    let m = manifest(&dir);
+    assert_eq!(m.len(), 8, "one line per item: {m:?}");
+    assert_eq!(m["hello"]["status"], "ok");
+    assert_eq!(m["emma"]["file"], "emma.wav");
+    assert!(m["emma"]["seconds"].as_f64().unwrap() > 0.3);
+    assert_eq!(m["nobody"]["code"], "unknown_voice");
+    assert_eq!(m["empty"]["code"], "nothing_to_say");
+    assert_eq!(m["line-5"]["code"], "bad_id", "an unsafe id is refused, not used as a path");
+    assert_eq!(m["line-6"]["code"], "bad_id", "a repeated id");
+    assert_eq!(m["fast"]["code"], "bad_speed");
+    assert_eq!(m["line-8"]["code"], "bad_item");
+    assert!(!tmp("escape.wav").exists() && !dir.join("../escape.wav").exists());
+    let mut files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files, ["emma.wav", "hello.wav", "manifest.jsonl"], "only whole files, no temporary ones");
+
+    // Equal to `say` of the same item.
+    let said = tmp("emma-say.wav");
+    let o = kokoro(&["say", "Good morning.", "--voice", "bf_emma", "--speed", "1.2", "--deterministic", "--out", said.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(wav_samples(&dir.join("emma.wav")), wav_samples(&said));
+
+    // Resume: done items are skipped (their files untouched), the rest tried again.
+    let before = std::fs::metadata(dir.join("hello.wav")).unwrap().modified().unwrap();
+    std::fs::remove_file(dir.join("emma.wav")).unwrap();
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let o = kokoro(&resume);
+    assert_eq!(o.status.code(), Some(1));
+    // emma (its file gone) and nobody (failed before) are tried again.
+    assert!(stderr(&o).contains("resume: 1 item(s) already done, 2 to do"), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(dir.join("hello.wav")).unwrap().modified().unwrap(), before);
+    assert_eq!(wav_samples(&dir.join("emma.wav")), wav_samples(&said));
+    assert_eq!(manifest(&dir).len(), 8);
+
+    // Plain text: one item per line, ids from line numbers.
+    let plain = tmp("batch.txt");
+    std::fs::write(&plain, "First line.\n\nThird line.\n").unwrap();
+    let out = tmp("batch-plain");
+    let o = kokoro(&["batch", plain.to_str().unwrap(), "--out-dir", out.to_str().unwrap(), "--deterministic"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = manifest(&out);
+    assert_eq!(m.keys().collect::<Vec<_>>(), ["000001", "000003"]);
+    assert!(stderr(&o).contains("tuning: too few items to measure"), "{}", stderr(&o));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use burn::tensor::Device;
 use kokoro_model::{ForwardInput, ForwardOutput, Kokoro, SourceNoise, StyleVector, Vocab};
 use kokoro_text::{ChunkOptions, Dialect, FrontEnd};
-use kokoro_voice::{MixSpec, Voice, VoiceCache, VoiceError, VoiceStore};
+use kokoro_voice::{MixSpec, UsageAnalytics, Voice, VoiceCache, VoiceError, VoiceStore};
 use web_time::Instant;
 
 use crate::timeline::word_samples;
@@ -44,13 +44,42 @@ pub struct Engine<S> {
     fronts: Mutex<HashMap<Dialect, Arc<FrontEnd>>>,
     voices: VoiceCache,
     store: S,
+    /// Identity of the weights (their file's sha256 where known): part of the response cache's key.
+    weights_id: Arc<str>,
+    /// Voice usage since [`take_usage`](Self::take_usage) was last called.
+    usage: Mutex<UsageAnalytics>,
+}
+
+/// One utterance of a batch and how to speak it.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchItem<'a> {
+    pub utterance: &'a Utterance,
+    pub voice: &'a Voice,
+    pub speed: f32,
+    pub noise: SourceNoise,
 }
 
 impl<S: VoiceStore> Engine<S> {
     /// An engine over loaded weights; `voice_budget` bounds the voice cache in bytes.
     pub fn new(kokoro: Kokoro, device: Device, backend: Backend, store: S, voice_budget: usize) -> Self {
         let vocab = Vocab::from_config(&kokoro.config);
-        Self { kokoro, device, backend, vocab, fronts: Mutex::new(HashMap::new()), voices: VoiceCache::new(voice_budget), store }
+        Self { kokoro, device, backend, vocab, fronts: Mutex::new(HashMap::new()), voices: VoiceCache::new(voice_budget), store, weights_id: "".into(), usage: Mutex::default() }
+    }
+
+    /// Names the weights (e.g. their file's sha256), for keys of cached responses.
+    pub fn with_weights_id(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.weights_id = id.into();
+        self
+    }
+
+    pub fn weights_id(&self) -> Arc<str> {
+        self.weights_id.clone()
+    }
+
+    /// The canonical key of a voice spec: `b(1)+a(2)` and `a(2)+b(1)` are one voice.
+    pub fn voice_key(&self, spec: &str) -> Result<String, EngineError> {
+        let mix = MixSpec::parse(spec).map_err(VoiceError::from)?;
+        Ok(mix.canonical().map_err(VoiceError::from)?)
     }
 
     pub fn backend(&self) -> Backend {
@@ -112,6 +141,7 @@ impl<S: VoiceStore> Engine<S> {
     pub async fn voice(&self, spec: &str) -> Result<Voice, EngineError> {
         let mix = MixSpec::parse(spec).map_err(VoiceError::from)?;
         let key = mix.canonical().map_err(VoiceError::from)?;
+        self.usage().record_request(&key, unix_seconds());
         if let Some(v) = self.voices.get(&key) {
             return Ok(v);
         }
@@ -141,8 +171,19 @@ impl<S: VoiceStore> Engine<S> {
         }
         let start = Instant::now();
         let voice = self.store.load(name).await?;
+        self.usage().record_load(name, start.elapsed());
         self.voices.insert_loaded(name, voice.clone(), start.elapsed(), pin);
         Ok(voice)
+    }
+
+    fn usage(&self) -> std::sync::MutexGuard<'_, UsageAnalytics> {
+        self.usage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The voice usage recorded since the last call (requests by canonical key, store loads and
+    /// their times), handed over for saving (see `usage::UsageFlusher`).
+    pub fn take_usage(&self) -> UsageAnalytics {
+        std::mem::take(&mut *self.usage())
     }
 
     /// Loads and pins `name` (pre-warming): it stays in memory whatever else is used.
@@ -155,6 +196,12 @@ impl<S: VoiceStore> Engine<S> {
         let (input, kept, unknown) = self.input(utterance, voice, speed, noise);
         let out = self.kokoro.model.forward(&input, &self.device)?;
         Ok(self.spoken(utterance, &kept, unknown, input.ids.len(), out))
+    }
+
+    /// Speaks several utterances, each with its own voice, speed and noise; one result each, in
+    /// order. Each result equals [`synthesize`](Self::synthesize) of its item alone.
+    pub fn synthesize_batch(&self, items: &[BatchItem<'_>]) -> Vec<Result<SpokenChunk, EngineError>> {
+        items.iter().map(|i| self.synthesize(i.utterance, i.voice, i.speed, i.noise)).collect()
     }
 
     /// Speaks one utterance, awaiting the device's reads where it cannot block (WebGPU in a browser).
@@ -206,6 +253,10 @@ impl<S: VoiceStore> Engine<S> {
             timings: out.timings,
         }
     }
+}
+
+fn unix_seconds() -> u64 {
+    web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// See [`Engine::dialect`].

@@ -22,6 +22,18 @@ pub enum EngineError {
     /// Occurs when there was no text, or nothing in it that can be spoken.
     #[error("nothing to say: the text has no words or numbers that can be spoken")]
     NothingToSay,
+    /// Occurs when the scheduler's queue or held audio is full: nothing was queued.
+    #[error("the engine is overloaded: retry in {} s", retry_after.as_secs().max(1))]
+    Overloaded { retry_after: std::time::Duration },
+    /// Occurs when a request passes its deadline before its last chunk.
+    #[error("the request passed its deadline")]
+    Timeout,
+    /// Occurs when a request was cancelled.
+    #[error("the request was cancelled")]
+    Cancelled,
+    /// Occurs when the scheduler stops with the request unfinished.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
 }
 
 impl EngineError {
@@ -38,11 +50,15 @@ impl EngineError {
             Self::Model(M::TooManyIds { .. } | M::TooManyFrames { .. } | M::IdOutOfRange { .. }) => "too_long",
             Self::Model(M::EmptyInput) | Self::NothingToSay => "nothing_to_say",
             Self::Model(M::Device(_)) => "device",
+            Self::Overloaded { .. } => "overloaded",
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 
     /// Whether the request was at fault (bad text, voice, speed, length), not the machine.
     pub fn is_input(&self) -> bool {
-        !matches!(self.code(), "device" | "voice_unavailable")
+        !matches!(self.code(), "device" | "voice_unavailable" | "overloaded" | "timeout" | "cancelled" | "shutting_down")
     }
 }

@@ -27,11 +27,19 @@
 
 mod engine;
 mod error;
+pub mod response_cache;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod scheduler;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod usage;
 mod timeline;
 mod utterance;
 pub mod wav;
 
-pub use engine::{Backend, Engine, TensorSummary};
+pub use engine::{Backend, BatchItem, Engine, TensorSummary};
+pub use response_cache::{ResponseCache, ResponseCacheSnapshot, ResponseCacheStats, ResponseKey};
+#[cfg(not(target_arch = "wasm32"))]
+pub use scheduler::{Input, Priority, Progress, Request, Scheduler, SchedulerConfig, SchedulerStats, Stream};
 pub use error::EngineError;
 pub use kokoro_model::{MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SourceNoise, StageTimings};
 pub use kokoro_text::{ChunkOptions, Dialect};

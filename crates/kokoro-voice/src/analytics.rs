@@ -100,6 +100,44 @@ impl UsageAnalytics {
         serde_json::from_str(json)
     }
 
+    /// Adds `other`'s counts to these (a process's new usage into the saved file): requests,
+    /// loads and hours add up, maxima are kept, transitions add up, the recent windows interleave
+    /// by time, and the later of the two last voices is kept.
+    pub fn merge(&mut self, other: &UsageAnalytics) {
+        for (name, u) in &other.voices {
+            let mine = self.voices.entry(name.clone()).or_default();
+            mine.requests += u.requests;
+            mine.loads += u.loads;
+            mine.load_seconds_total += u.load_seconds_total;
+            mine.load_seconds_max = mine.load_seconds_max.max(u.load_seconds_max);
+            for (h, n) in mine.by_hour.iter_mut().zip(u.by_hour) {
+                *h += n;
+            }
+            mine.last_request = mine.last_request.max(u.last_request);
+        }
+        for (prev, nexts) in &other.transitions {
+            let mine = self.transitions.entry(prev.clone()).or_default();
+            for (next, n) in nexts {
+                *mine.entry(next.clone()).or_default() += n;
+            }
+        }
+        let mut recent: Vec<(u64, String)> = self.recent.drain(..).chain(other.recent.iter().cloned()).collect();
+        recent.sort_by_key(|(t, _)| *t);
+        let now = recent.last().map_or(0, |(t, _)| *t);
+        let mine_last_at = self.last.as_ref().and_then(|v| self.voices.get(v)).map_or(0, |u| u.last_request);
+        let other_last_at = other.last.as_ref().and_then(|v| other.voices.get(v)).map_or(0, |u| u.last_request);
+        if other.last.is_some() && other_last_at >= mine_last_at {
+            self.last = other.last.clone();
+        }
+        self.recent = recent.into();
+        self.expire(now);
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.voices.is_empty()
+    }
+
     /// A table: voice, requests, share, loads, mean and max load time, busiest hour.
     pub fn report(&self) -> String {
         let total: u64 = self.voices.values().map(|u| u.requests).sum();
@@ -144,5 +182,29 @@ mod tests {
         let back = UsageAnalytics::from_json(&a.to_json()).unwrap();
         assert_eq!(back, a);
         assert!(a.report().lines().nth(1).unwrap().starts_with("af_heart"));
+    }
+
+    #[test]
+    fn merging_two_processes_usage_loses_no_count() {
+        let t0 = 1_700_000_000 - 1_700_000_000 % 86_400;
+        let mut saved = UsageAnalytics::new(600);
+        saved.record_request("af_heart", t0);
+        saved.record_load("af_heart", Duration::from_millis(9));
+        let mut one = UsageAnalytics::new(600);
+        one.record_request("af_heart", t0 + 10);
+        one.record_request("bf_emma", t0 + 20);
+        one.record_load("af_heart", Duration::from_millis(3));
+        let mut two = UsageAnalytics::new(600);
+        two.record_request("bf_emma", t0 + 30);
+        saved.merge(&one);
+        saved.merge(&two);
+        assert_eq!(saved.voices["af_heart"].requests, 2);
+        assert_eq!(saved.voices["bf_emma"].requests, 2);
+        assert_eq!(saved.voices["af_heart"].loads, 2);
+        assert_eq!(saved.voices["af_heart"].load_seconds_max, 0.009);
+        assert_eq!(saved.voices["bf_emma"].last_request, t0 + 30);
+        assert_eq!(saved.transitions["af_heart"]["bf_emma"], 1);
+        assert_eq!(saved.last_voice(), Some("bf_emma"));
+        assert_eq!(saved.recent_counts(t0 + 30).values().sum::<u64>(), 4);
     }
 }

@@ -1,0 +1,456 @@
+//! `kokoro batch`: many items (JSONL or one per line) -> one WAV each and a manifest, through the
+//! engine's scheduler at bulk priority.
+//!
+//! - Input: JSONL, one `{"id", "text", "voice"?, "speed"?, "lang"?}` per line, or plain text with
+//!   one item per line (ids `000001`, `000002`, ... from the line number). The format is JSONL
+//!   when the first non-blank line starts with `{`.
+//! - Output: `DIR/<id>.wav`, and `DIR/manifest.jsonl` with one line per item (`id`, `file`,
+//!   `seconds`, `status` "ok" or "failed", `error`, `code`), in input order when the run ends.
+//! - A bad item (unknown voice, empty text, bad speed, an unsafe or repeated id, a line that is not
+//!   JSON) fails alone; the rest completes; the exit code is 1 when any item failed.
+//! - `--resume` skips items whose manifest line says "ok" and whose file is there.
+//! - Files are written whole or not at all ([`AtomicFile`]); manifest lines are appended as items
+//!   finish, each in one write, so an interrupted run leaves at most an unfinished line, which a
+//!   resume ignores; the finished manifest is rewritten whole, in input order.
+//! - Tuning: unless `--max-batch` and `--workers` are given, the first items are spoken under a
+//!   few (workers, max batch) settings and the best measured throughput (audio seconds per wall
+//!   second) is kept for the rest; the choice and the figures are printed.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use kokoro_engine::wav::PcmWavWriter;
+use kokoro_engine::{Engine, EngineError, Priority, Request, SAMPLE_RATE, Scheduler, SchedulerConfig, SourceNoise, Stream};
+use serde::{Deserialize, Serialize};
+
+use crate::device::DeviceChoice;
+use crate::fetch::Cache;
+use crate::output::{AtomicFile, write_atomic};
+use crate::voices::{SourceStore, VoiceSource};
+
+#[derive(Args, Debug)]
+pub struct BatchArgs {
+    /// JSONL (`{"id", "text", "voice"?, "speed"?, "lang"?}` per line) or plain text (one item per
+    /// line); `-` reads standard input.
+    input: PathBuf,
+    /// Folder for `<id>.wav` and `manifest.jsonl` (made if missing).
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// Voice of items that name none.
+    #[arg(long, default_value = "af_heart")]
+    voice: String,
+    #[command(flatten)]
+    voice_source: VoiceSource,
+    /// Speed of items that give none, 0.25 to 4.0.
+    #[arg(long, default_value_t = 1.0, value_parser = crate::say::parse_speed)]
+    speed: f32,
+    /// Dialect of items that give none (default: from each item's voice).
+    #[arg(long)]
+    lang: Option<String>,
+    /// Zero the harmonic source's noise: each file equals `kokoro say --deterministic` of its item.
+    #[arg(long)]
+    deterministic: bool,
+    /// Seed of the source's noise when not deterministic (as `say --seed`).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Skip items already done (manifest says ok and the file is there).
+    #[arg(long)]
+    resume: bool,
+    /// Chunks per forward pass (default: tuned at start).
+    #[arg(long)]
+    max_batch: Option<usize>,
+    /// Worker threads on the engine (default: tuned at start).
+    #[arg(long)]
+    workers: Option<usize>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Weights to load (default: the cached canonical file, fetched if missing).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+}
+
+/// One line of the input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemLine {
+    id: String,
+    text: String,
+    voice: Option<String>,
+    speed: Option<f32>,
+    lang: Option<String>,
+}
+
+/// An item to speak, or the reason it cannot be.
+#[derive(Debug)]
+struct Item {
+    id: String,
+    /// Input line, from 1.
+    line: usize,
+    what: Result<Job, (String, &'static str)>,
+}
+
+#[derive(Debug, Clone)]
+struct Job {
+    text: String,
+    voice: String,
+    speed: f32,
+    lang: Option<String>,
+}
+
+/// One line of `manifest.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ManifestLine {
+    id: String,
+    file: Option<String>,
+    seconds: Option<f64>,
+    status: String,
+    error: Option<String>,
+    code: Option<String>,
+}
+
+impl ManifestLine {
+    fn ok(id: &str, file: String, seconds: f64) -> Self {
+        Self { id: id.to_string(), file: Some(file), seconds: Some(seconds), status: "ok".into(), error: None, code: None }
+    }
+
+    fn failed(id: &str, error: String, code: &str) -> Self {
+        Self { id: id.to_string(), file: None, seconds: None, status: "failed".into(), error: Some(error), code: Some(code.to_string()) }
+    }
+}
+
+pub fn batch(cache: &Cache, args: BatchArgs) -> Result<()> {
+    let items = read_items(&args)?;
+    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
+    remove_stale_partials(&args.out_dir);
+    let manifest_path = args.out_dir.join("manifest.jsonl");
+    let previous = if args.resume { read_manifest(&manifest_path) } else { HashMap::new() };
+
+    // What is left to do; what a resume keeps.
+    let mut done: HashMap<String, ManifestLine> = HashMap::new();
+    let mut todo: Vec<(usize, String, Job)> = Vec::new();
+    for (n, item) in items.iter().enumerate() {
+        match &item.what {
+            Err((error, code)) => {
+                done.insert(item.id.clone(), ManifestLine::failed(&item.id, format!("line {}: {error}", item.line), code));
+            }
+            Ok(job) => match previous.get(&item.id) {
+                Some(line) if line.status == "ok" && args.out_dir.join(format!("{}.wav", item.id)).is_file() => {
+                    done.insert(item.id.clone(), line.clone());
+                }
+                _ => todo.push((n, item.id.clone(), job.clone())),
+            },
+        }
+    }
+    let skipped = done.values().filter(|l| l.status == "ok").count();
+    if args.resume {
+        eprintln!("resume: {skipped} item(s) already done, {} to do", todo.len());
+    }
+    // The manifest so far (resumed lines and bad input lines), then a line per item as it ends.
+    let mut manifest = ManifestWriter::start(&manifest_path, items.iter().filter_map(|i| done.get(&i.id)))?;
+
+    let (engine, load) = crate::load::engine(cache, args.weights.as_ref(), args.device, &args.voice_source)?;
+    eprintln!("loaded the weights in {:.2} s ({})", load.as_secs_f64(), engine.backend().as_str());
+    let engine = Arc::new(engine);
+    let _usage = crate::load::save_usage(cache, &engine);
+    let noise = if args.deterministic { SourceNoise::Deterministic } else { SourceNoise::Seeded(args.seed) };
+
+    let bar = progress_bar(todo.len());
+    let mut run = Run { out_dir: &args.out_dir, noise, bar: &bar, manifest: &mut manifest, audio_seconds: 0.0, results: &mut done };
+    let started = Instant::now();
+    let mut queue: VecDeque<(usize, String, Job)> = todo.into();
+
+    // Tuning on the first items (their audio is kept: nothing is spoken twice).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chosen = match (args.workers, args.max_batch) {
+        (Some(w), Some(b)) => SchedulerConfig { workers: w.max(1), max_batch: b.max(1), ..base_config() },
+        _ => {
+            let mut candidates = Vec::new();
+            for workers in args.workers.map_or_else(|| vec![1, 2.min(cores)], |w| vec![w]) {
+                for max_batch in args.max_batch.map_or_else(|| vec![1, 4], |b| vec![b]) {
+                    let c = SchedulerConfig { workers, max_batch, ..base_config() };
+                    if !candidates.contains(&c) {
+                        candidates.push(c);
+                    }
+                }
+            }
+            let per_trial = |c: &SchedulerConfig| (2 * c.workers * c.max_batch).max(4);
+            if candidates.len() > 1 && queue.len() >= candidates.iter().map(per_trial).sum::<usize>() * 2 {
+                let mut best: Option<(f64, SchedulerConfig)> = None;
+                for c in candidates {
+                    let trial: Vec<_> = queue.drain(..per_trial(&c).min(queue.len())).collect();
+                    let (audio, wall) = run.speak(&engine, &c, trial)?;
+                    let rate = audio / wall.max(1e-9);
+                    note(&bar, format!(
+                        "tuning: workers {} max_batch {}: {rate:.2} audio s per wall s ({audio:.1} s of audio in {wall:.1} s)",
+                        c.workers, c.max_batch
+                    ));
+                    if best.as_ref().is_none_or(|(r, _)| rate > *r) {
+                        best = Some((rate, c));
+                    }
+                }
+                let (rate, c) = best.expect("at least two candidates");
+                note(&bar, format!("tuning: chose workers {} max_batch {} ({rate:.2} audio s per wall s)", c.workers, c.max_batch));
+                c
+            } else {
+                let c = SchedulerConfig { workers: args.workers.unwrap_or(1), max_batch: args.max_batch.unwrap_or(4), ..base_config() };
+                note(&bar, format!("tuning: too few items to measure; workers {} max_batch {}", c.workers, c.max_batch));
+                c
+            }
+        }
+    };
+    let rest: Vec<_> = queue.into_iter().collect();
+    run.speak(&engine, &chosen, rest)?;
+    bar.finish_and_clear();
+    let audio_seconds = run.audio_seconds;
+
+    // The whole manifest, in input order, replaces the appended one.
+    let lines: Vec<&ManifestLine> = items.iter().filter_map(|i| done.get(&i.id)).collect();
+    let mut text = String::new();
+    for line in &lines {
+        text.push_str(&serde_json::to_string(line)?);
+        text.push('\n');
+    }
+    drop(manifest);
+    write_atomic(&manifest_path, text.as_bytes())?;
+
+    let failed = lines.iter().filter(|l| l.status != "ok").count();
+    let wall = started.elapsed().as_secs_f64();
+    eprintln!(
+        "batch: {} ok ({skipped} from before), {failed} failed, of {}; {audio_seconds:.1} s of audio in {wall:.1} s ({:.2} audio s per wall s); manifest {}",
+        lines.len() - failed,
+        items.len(),
+        audio_seconds / wall.max(1e-9),
+        manifest_path.display()
+    );
+    if failed > 0 {
+        bail!("{failed} of {} item(s) failed: see {}", items.len(), manifest_path.display());
+    }
+    Ok(())
+}
+
+/// Bulk work: a batch waits a little for company; no response cache (items rarely repeat).
+fn base_config() -> SchedulerConfig {
+    SchedulerConfig { max_wait: Duration::from_millis(20), response_cache_bytes: 0, ..SchedulerConfig::default() }
+}
+
+struct Run<'a> {
+    out_dir: &'a Path,
+    noise: SourceNoise,
+    bar: &'a ProgressBar,
+    manifest: &'a mut ManifestWriter,
+    audio_seconds: f64,
+    results: &'a mut HashMap<String, ManifestLine>,
+}
+
+impl Run<'_> {
+    /// Speaks `jobs` on a scheduler with `config`, a window of requests open at once; writes each
+    /// item's file and manifest line as it ends. Returns audio seconds and wall seconds.
+    fn speak(&mut self, engine: &Arc<Engine<SourceStore>>, config: &SchedulerConfig, jobs: Vec<(usize, String, Job)>) -> Result<(f64, f64)> {
+        let scheduler = Scheduler::new(engine.clone(), config.clone());
+        let window = 2 * config.workers * config.max_batch;
+        let start = Instant::now();
+        let mut audio = 0.0;
+        let mut open: VecDeque<(String, Result<Stream, EngineError>)> = VecDeque::new();
+        let mut jobs = jobs.into_iter();
+        loop {
+            while open.len() < window {
+                let Some((_, id, job)) = jobs.next() else { break };
+                let mut request = Request::text(job.text, job.voice).speed(job.speed).noise(self.noise).priority(Priority::Bulk);
+                request.lang = job.lang;
+                let submitted = loop {
+                    match scheduler.submit(request.clone()) {
+                        Err(EngineError::Overloaded { retry_after }) => std::thread::sleep(retry_after.min(Duration::from_millis(200))),
+                        other => break other,
+                    }
+                };
+                open.push_back((id, submitted));
+            }
+            let Some((id, stream)) = open.pop_front() else { break };
+            let line = match stream.map_err(anyhow::Error::from).and_then(|s| self.write_item(&id, s)) {
+                Ok(seconds) => {
+                    audio += seconds;
+                    self.audio_seconds += seconds;
+                    ManifestLine::ok(&id, format!("{id}.wav"), seconds)
+                }
+                Err(e) => {
+                    let code = e.downcast_ref::<EngineError>().map_or("io", EngineError::code);
+                    note(self.bar, format!("{id}: failed: {e:#}"));
+                    ManifestLine::failed(&id, format!("{e:#}"), code)
+                }
+            };
+            self.manifest.append(&line)?;
+            self.results.insert(id, line);
+            self.bar.inc(1);
+            self.bar.set_message(format!("{:.0} s of audio", self.audio_seconds));
+        }
+        Ok((audio, start.elapsed().as_secs_f64()))
+    }
+
+    /// Writes one item's chunks into `<id>.wav` as they come; the file appears only when whole.
+    fn write_item(&self, id: &str, stream: Stream) -> Result<f64> {
+        let path = self.out_dir.join(format!("{id}.wav"));
+        let (file, out) = AtomicFile::create(&path)?;
+        let mut wav = PcmWavWriter::new(out).with_context(|| format!("creating {}", path.display()))?;
+        for chunk in stream {
+            wav.write(&chunk?.audio)?;
+        }
+        let samples = wav.finish()?;
+        file.commit()?;
+        Ok(samples as f64 / SAMPLE_RATE as f64)
+    }
+}
+
+/// The manifest while a run goes on: lines appended, one write each, flushed.
+struct ManifestWriter {
+    file: std::fs::File,
+}
+
+impl ManifestWriter {
+    /// Starts `path` afresh with `lines` (kept from before), atomically.
+    fn start<'a>(path: &Path, lines: impl Iterator<Item = &'a ManifestLine>) -> Result<Self> {
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(&serde_json::to_string(line)?);
+            text.push('\n');
+        }
+        write_atomic(path, text.as_bytes())?;
+        let file = std::fs::OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self { file })
+    }
+
+    fn append(&mut self, line: &ManifestLine) -> Result<()> {
+        let mut text = serde_json::to_string(line)?;
+        text.push('\n');
+        self.file.write_all(text.as_bytes()).context("appending to the manifest")?;
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
+/// The manifest of an earlier run: its last line per id; unreadable lines (an interrupted write) skipped.
+fn read_manifest(path: &Path) -> HashMap<String, ManifestLine> {
+    let Ok(text) = std::fs::read_to_string(path) else { return HashMap::new() };
+    text.lines().filter_map(|l| serde_json::from_str::<ManifestLine>(l).ok()).map(|l| (l.id.clone(), l)).collect()
+}
+
+/// Temporary files of an interrupted run (`.<id>.wav.XXXX.partial`), never under an item's name.
+fn remove_stale_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".partial") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn progress_bar(items: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(items as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} items ({per_sec}), {msg}; {elapsed} so far, {eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Reads and checks every item: ids safe as file names and unique, text present, speed in range.
+fn read_items(args: &BatchArgs) -> Result<Vec<Item>> {
+    let reader: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut lines = Vec::new();
+    for (n, line) in reader.split(b'\n').enumerate() {
+        let bytes = line.with_context(|| format!("reading {}", args.input.display()))?;
+        lines.push((n + 1, String::from_utf8(bytes)));
+    }
+    let jsonl = lines.iter().find_map(|(_, l)| l.as_ref().ok().map(|l| l.trim()).filter(|l| !l.is_empty())).is_some_and(|l| l.starts_with('{'));
+    let mut items = Vec::new();
+    let mut seen = HashSet::new();
+    for (line, text) in lines {
+        let text = text.map(|t| t.trim_end_matches('\r').to_string());
+        if text.as_ref().is_ok_and(|t| t.trim().is_empty()) {
+            continue;
+        }
+        let plain_id = format!("{line:06}");
+        let item = match text {
+            Err(e) => Item { id: plain_id, line, what: Err((format!("not UTF-8 (invalid byte at {})", e.utf8_error().valid_up_to()), "bad_text")) },
+            Ok(text) if jsonl => match serde_json::from_str::<ItemLine>(&text) {
+                Err(e) => Item { id: format!("line-{line}"), line, what: Err((format!("not a JSON item: {e}"), "bad_item")) },
+                Ok(i) => {
+                    let what = if !is_safe_id(&i.id) {
+                        Err((format!("id {:?} is not a safe file name (1-128 of A-Z a-z 0-9 . _ -, not starting with '.')", i.id), "bad_id"))
+                    } else {
+                        job(args, i.text, i.voice, i.speed, i.lang)
+                    };
+                    let id = if is_safe_id(&i.id) { i.id } else { format!("line-{line}") };
+                    Item { id, line, what }
+                }
+            },
+            Ok(text) => Item { id: plain_id, line, what: job(args, text, None, None, None) },
+        };
+        if !seen.insert(item.id.clone()) {
+            let id = format!("line-{line}");
+            seen.insert(id.clone());
+            items.push(Item { id, line, what: Err((format!("id {:?} repeats an earlier line's", item.id), "bad_id")) });
+            continue;
+        }
+        items.push(item);
+    }
+    if items.is_empty() {
+        bail!("{} holds no items", args.input.display());
+    }
+    Ok(items)
+}
+
+fn job(args: &BatchArgs, text: String, voice: Option<String>, speed: Option<f32>, lang: Option<String>) -> Result<Job, (String, &'static str)> {
+    if text.trim().is_empty() {
+        return Err(("no text".into(), "nothing_to_say"));
+    }
+    let speed = speed.unwrap_or(args.speed);
+    if !(kokoro_engine::MIN_SPEED..=kokoro_engine::MAX_SPEED).contains(&speed) {
+        return Err((format!("speed must be between {} and {}, got {speed}", kokoro_engine::MIN_SPEED, kokoro_engine::MAX_SPEED), "bad_speed"));
+    }
+    Ok(Job { text, voice: voice.unwrap_or_else(|| args.voice.clone()), speed, lang: lang.or_else(|| args.lang.clone()) })
+}
+
+/// An id that is a plain file name everywhere: no separators, no `..`, no hidden files.
+fn is_safe_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && !id.starts_with('.') && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_plain_file_names() {
+        for ok in ["a", "item-1", "chapter_02.part.3", "000001"] {
+            assert!(is_safe_id(ok), "{ok}");
+        }
+        for bad in ["", ".hidden", "..", "../x", "a/b", "a\\b", "a b", "é", "x\0", &"a".repeat(129)] {
+            assert!(!is_safe_id(bad), "{bad:?}");
+        }
+    }
+}
+
+/// A line above the progress bar, or on stderr when there is no bar (not a terminal).
+fn note(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
