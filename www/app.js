@@ -131,8 +131,12 @@ async function main() {
   });
   $('load-progress').value = 100;
   $('load-text').textContent = `ready in ${((performance.now() - t0) / 1000).toFixed(1)} s on ${tts.status.backend}`;
-  const names = await tts.voices();
-  $('voice').innerHTML = names.map((n) => `<option${n === 'af_heart' ? ' selected' : ''}>${escape(n)}</option>`).join('');
+  // Each voice with its language and gender from the voice manifest.
+  const voices = await tts.voices();
+  $('voice').innerHTML = voices.map((v) => {
+    const about = [v.language, v.gender].filter(Boolean).join(', ');
+    return `<option value="${escape(v.name)}"${v.name === 'af_heart' ? ' selected' : ''}>${escape(v.name)}${about ? ` (${escape(about)})` : ''}</option>`;
+  }).join('');
   setBusy(false);
   refreshStatus();
 }

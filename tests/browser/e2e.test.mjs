@@ -167,6 +167,54 @@ test('CPU fallback backend in the worker speaks like the native build', async ()
     ]);
     assert.ok(streamed.every((c) => c.samples > 0), JSON.stringify(streamed));
 
+    // Leaving a `for await` over stream() early cancels the request in the worker: one cancel
+    // message, the worker's request ends 'cancelled' and sends no chunk after the first.
+    const early = await page.evaluate(async () => {
+      const events = [];
+      window.tts.onLog = (e) => { if (e.event === 'request') events.push(e); };
+      const from = window.wire.length;
+      let got = 0;
+      for await (const c of window.tts.stream('One sentence here. Two sentences here. Three sentences here. Four sentences here.')) {
+        got += 1;
+        if (c.index === 0) break;
+      }
+      while (!events.some((e) => e.state === 'end')) await new Promise((r) => setTimeout(r, 10));
+      window.tts.onLog = null;
+      const id = window.wire.slice(from).find((m) => m.dir === 'out' && m.type === 'generate').id;
+      const sent = window.wire.slice(from).filter((m) => m.id === id);
+      return { got, cancels: sent.filter((m) => m.dir === 'out' && m.type === 'cancel').length,
+        chunks: sent.filter((m) => m.dir === 'in' && m.type === 'chunk').length, end: events.find((e) => e.state === 'end') };
+    });
+    assert.equal(early.got, 1);
+    assert.equal(early.cancels, 1, 'breaking out of the loop sent one cancel');
+    assert.equal(early.end.outcome, 'cancelled', JSON.stringify(early.end));
+    assert.equal(early.end.posted, 1, 'no chunk after the one the loop took');
+    assert.equal(early.chunks, 1);
+
+    // Priorities: while one request runs, a bulk, a default and an interactive one wait; they start
+    // interactive first, bulk last, whatever the order they came in. Errors carry the engine's code.
+    const order = await page.evaluate(async () => {
+      const starts = [];
+      window.tts.onLog = (e) => { if (e.event === 'request' && e.state === 'start') starts.push(e.id); };
+      const from = window.wire.length;
+      const all = [
+        window.tts.generate('A request in flight keeps the worker busy for a moment.'),
+        window.tts.generate('Bulk.', { priority: 'bulk' }),
+        window.tts.generate('Default.'),
+        window.tts.generate('Interactive.', { priority: 'interactive' }),
+      ];
+      await Promise.all(all);
+      window.tts.onLog = null;
+      const ids = window.wire.slice(from).filter((m) => m.dir === 'out' && m.type === 'generate').map((m) => m.id);
+      const code = await window.tts.generate('Hi.', { voice: 'af_nobody' }).catch((e) => e.code);
+      const badPriority = await window.outcome(window.tts.generate('Hi.', { priority: 'urgent' }));
+      return { ids, starts, code, badPriority };
+    });
+    const [busy, bulk, plain, interactive] = order.ids;
+    assert.deepEqual(order.starts, [busy, interactive, plain, bulk], JSON.stringify(order));
+    assert.equal(order.code, 'unknown_voice');
+    assert.match(order.badPriority.error, /^TypeError: priority must be one of interactive, default, bulk/);
+
     // Speeds outside the model's range (or not numbers) fail at once, before any message to the
     // worker: a request in flight is not disturbed and the voice asked for is never loaded.
     const speeds = await page.evaluate(async () => {

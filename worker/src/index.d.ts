@@ -56,6 +56,35 @@ export interface LoadOptions {
   workerUrl?: string | URL;
 }
 
+/** A voice's gender, from the voice manifest. */
+export type VoiceGender = 'female' | 'male';
+
+/** One voice the store lists, described by the voice manifest (voices/manifest.json). */
+export interface VoiceInfo {
+  /** Its name, as `GenerateOptions.voice` takes it: 'af_heart'. */
+  name: string;
+  /**
+   * Lower-case BCP-47-style language tag: 'en-us', 'en-gb', 'es', 'fr-fr', 'hi', 'it', 'ja',
+   * 'pt-br' or 'zh'; null for a voice the manifest does not list.
+   */
+  language: string | null;
+  /** null for a voice the manifest does not list. */
+  gender: VoiceGender | null;
+}
+
+/** Request priorities, most urgent first. */
+export type Priority = 'interactive' | 'default' | 'bulk';
+export declare const PRIORITIES: readonly Priority[];
+
+/**
+ * Errors from the engine carry a stable `code` (whatever the message says): 'unknown_voice',
+ * 'bad_voice', 'voice_unavailable', 'bad_text', 'bad_language', 'bad_speed', 'too_long',
+ * 'nothing_to_say', 'device'.
+ */
+export interface KokoroError extends Error {
+  code?: string;
+}
+
 export interface GenerateOptions {
   /** A voice name or a mix: 'af_heart', 'af_bella(2)+af_sky(1)', 'af_heart-am_adam(0.3)'. */
   voice?: string;
@@ -71,6 +100,13 @@ export interface GenerateOptions {
    * or speak one sentence per chunk (stream's default: the first audio comes sooner).
    */
   pack?: boolean;
+  /**
+   * Which waiting request the worker runs next: 'interactive' before 'default' before 'bulk';
+   * waiting 5 s lifts a request one class, so bulk work never starves. Anything else rejects at
+   * once with a TypeError.
+   */
+  priority?: Priority;
+  /** Aborting rejects with an AbortError and stops the worker after the chunk under way. */
   signal?: AbortSignal;
   onProgress?: (p: SynthesisProgress) => void;
   onChunk?: (c: ChunkInfo & { audio: Float32Array }) => void;
@@ -169,8 +205,10 @@ export declare class KokoroTTS {
   /** What load() found: backend, adapter, timings. */
   status: EngineInfo;
   generate(text: string, options?: GenerateOptions): Promise<RawAudio>;
+  /** Chunks as they are made; leaving the `for await` early cancels the request in the worker. */
   stream(text: string, options?: GenerateOptions): AsyncGenerator<StreamChunk>;
-  voices(): Promise<string[]>;
+  /** The voices the store lists, with language and gender from the voice manifest. */
+  voices(): Promise<VoiceInfo[]>;
   info(): Promise<EngineInfo>;
   cache: {
     stats(): Promise<CacheStats>;

@@ -39,9 +39,20 @@ function checkSpeed(speed) {
   }
 }
 
-function toError({ name, message }) {
+/** Request priorities, most urgent first (the engine's `Priority`). */
+export const PRIORITIES = ['interactive', 'default', 'bulk'];
+
+function checkPriority(priority) {
+  if (priority !== undefined && !PRIORITIES.includes(priority)) {
+    throw new TypeError(`priority must be one of ${PRIORITIES.join(', ')}, got ${JSON.stringify(priority)}`);
+  }
+}
+
+/** An error from the worker: its name and message, and the engine's stable `code` when it has one. */
+function toError({ name, message, code }) {
   const e = new Error(message);
   e.name = name;
+  if (code) e.code = code;
   return e;
 }
 
@@ -145,6 +156,7 @@ export class KokoroTTS {
   async generate(text, opts = {}) {
     const { signal, onProgress, onChunk, ...rest } = opts;
     checkSpeed(rest.speed);
+    checkPriority(rest.priority);
     const parts = [];
     const summary = await this.#call('generate', { text, ...rest }, { signal, onProgress, onChunk: (c) => { parts.push(c); onChunk?.(c); } });
     const audio = new Float32Array(parts.reduce((s, c) => s + c.audio.length, 0));
@@ -162,25 +174,33 @@ export class KokoroTTS {
     // One chunk per sentence unless asked: the first audio comes after one sentence, not 510 phonemes.
     const { signal, onProgress, pack = false, ...rest } = opts;
     checkSpeed(rest.speed);
+    checkPriority(rest.priority);
+    // Leaving the loop early (break, return, a throw in its body) cancels the request in the worker.
+    const left = new AbortController();
     const ready = [];
     let wake = null;
     let finished = false;
     let failure = null;
     const done = this.#call('generate', { text, pack, ...rest }, {
-      signal, onProgress, onChunk: (c) => { ready.push(c); wake?.(); },
+      signal: signal ? AbortSignal.any([signal, left.signal]) : left.signal,
+      onProgress, onChunk: (c) => { ready.push(c); wake?.(); },
     }).then(() => { finished = true; wake?.(); }, (e) => { failure = e; wake?.(); });
-    while (true) {
-      if (ready.length) {
-        const c = ready.shift();
-        yield new RawAudio(c.audio, c.sampleRate, { ...c, audio: undefined });
-        continue;
+    try {
+      while (true) {
+        if (ready.length) {
+          const c = ready.shift();
+          yield new RawAudio(c.audio, c.sampleRate, { ...c, audio: undefined });
+          continue;
+        }
+        if (failure) throw failure;
+        if (finished) break;
+        await new Promise((r) => { wake = r; });
+        wake = null;
       }
-      if (failure) throw failure;
-      if (finished) break;
-      await new Promise((r) => { wake = r; });
-      wake = null;
+      await done;
+    } finally {
+      if (!finished && !failure) left.abort();
     }
-    await done;
   }
 
   /** Voice names the voice server lists (remembered for offline use). */

@@ -15,9 +15,16 @@ let store = null;
 let options = null;
 const info = { backend: null, adapter: null, loadMs: null, modelBytes: null, modelFrom: null, fallback: null, wasmMs: null, speedRange: null };
 const active = new Set();     // generate requests queued or running
+// The worker's scheduler: one synthesis at a time, the most urgent first. A request's rank is
+// its class (interactive 0, default 1, bulk 2) times AGING_MS minus the time it waited, so waiting
+// AGING_MS lifts it one class and bulk work never starves (the native scheduler's rule).
+const AGING_MS = 5000;
+const RANK = { interactive: 0, default: 1, bulk: 2 };
+const waitingTurn = [];       // {id, m, rank, at, seq, resolve, reject}
+let turnSeq = 0;
+let running = false;
 const cancelled = new Set();  // ... and of those, the ones cancelled
 const waiting = new Map();    // request id -> resolve: a sent chunk waits for the page's ack (or a cancel)
-let queue = Promise.resolve();
 let gpuInfo = null;
 let restarting = null;        // a restart in progress (requests wait for it)
 let restartError = null;      // why the last restart failed, if it did
@@ -295,13 +302,39 @@ async function synthesize(id, c, { voice, speed, deterministic, seed }) {
   }
 }
 
+/** Runs the waiting requests one at a time, the lowest rank (class x aging - waited) first. */
+async function runQueue() {
+  if (running) return;
+  running = true;
+  while (waitingTurn.length) {
+    const now = performance.now();
+    const score = (r) => r.rank * AGING_MS - (now - r.at);
+    let best = 0;
+    for (let i = 1; i < waitingTurn.length; i++) {
+      const d = score(waitingTurn[i]) - score(waitingTurn[best]);
+      if (d < 0 || (d === 0 && waitingTurn[i].seq < waitingTurn[best].seq)) best = i;
+    }
+    const r = waitingTurn.splice(best, 1)[0];
+    try {
+      r.resolve(await generate(r.id, r.m));
+    } catch (e) {
+      r.reject(e);
+    } finally {
+      active.delete(r.id); cancelled.delete(r.id); waiting.delete(r.id);
+    }
+  }
+  running = false;
+}
+
 const handlers = {
   load: (id, m) => load(id, m.options),
-  // One synthesis at a time, in arrival order (a second request waits, cancellable meanwhile).
+  // One synthesis at a time, by priority with aging (a request waiting its turn is cancellable).
   generate: (id, m) => {
     active.add(id);
-    queue = queue.catch(() => {}).then(() => generate(id, m)).finally(() => { active.delete(id); cancelled.delete(id); waiting.delete(id); });
-    return queue;
+    return new Promise((resolve, reject) => {
+      waitingTurn.push({ id, m, rank: RANK[m.priority] ?? RANK.default, at: performance.now(), seq: turnSeq++, resolve, reject });
+      runQueue();
+    });
   },
   info: async () => status(),
   voices: async () => engine.voices(),
@@ -343,6 +376,6 @@ self.onmessage = async ({ data }) => {
     const value = own ? await handler(id, data) : await ready(id).then(() => guarded(() => handler(id, data)));
     post({ type: 'result', id, value });
   } catch (e) {
-    post({ type: 'error', id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e) } });
+    post({ type: 'error', id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e), code: e?.code } });
   }
 };

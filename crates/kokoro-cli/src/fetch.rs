@@ -141,9 +141,14 @@ fn fetch_voices(cache: &Cache) -> Result<()> {
         let _ = std::fs::remove_file(&tgz);
         bail!("sha256 mismatch for {}: expected {KOKORO_JS_SHA256}, got {digest} (file removed; retry)", tgz.display());
     }
-    std::fs::create_dir_all(cache.voices())?;
+    let manifest = kokoro_voice::Manifest::bundled();
+    if manifest.source != VOICES_PACKAGE {
+        bail!("the voice manifest describes {}, but fetch downloads {VOICES_PACKAGE}: regenerate voices/manifest.json", manifest.source);
+    }
+    // Every voice is checked before any is written, so that a package that fails part-way leaves
+    // the voices folder as it was rather than half replaced.
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
-    let mut count = 0;
+    let mut voices: Vec<(String, Vec<u8>)> = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
@@ -156,14 +161,34 @@ fn fetch_voices(cache: &Cache) -> Result<()> {
         }
         let mut data = Vec::new();
         entry.read_to_end(&mut data)?;
+        manifest.verify(stem, &data).with_context(|| {
+            format!("voice {stem} in {} does not match voices/manifest.json; nothing was written", tgz.display())
+        })?;
         kokoro_voice::Voice::from_bin_bytes(&data, stem).with_context(|| format!("voice {stem} in {}", tgz.display()))?;
-        write_atomic(&cache.voices().join(&name), &data)?;
-        count += 1;
+        voices.push((stem.to_owned(), data));
     }
-    if count == 0 {
+    if voices.is_empty() {
         bail!("{} holds no voices under package/voices/", tgz.display());
     }
-    eprintln!("voices: {count} packs in {} (sha256 ok)", cache.voices().display());
+    let missing: Vec<&str> =
+        manifest.iter().map(|e| e.name.as_str()).filter(|n| !voices.iter().any(|(v, _)| v == n)).collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "warning: {} voice(s) in voices/manifest.json are not in {}: {}",
+            missing.len(),
+            tgz.display(),
+            missing.join(", ")
+        );
+    }
+    std::fs::create_dir_all(cache.voices())?;
+    for (name, data) in &voices {
+        write_atomic(&cache.voices().join(format!("{name}.bin")), data)?;
+    }
+    eprintln!(
+        "voices: {} packs in {} (package sha256 ok, each voice's size and sha256 match the manifest)",
+        voices.len(),
+        cache.voices().display()
+    );
     Ok(())
 }
 

@@ -152,7 +152,8 @@ impl kokoro_voice::VoiceStore for SourceStore {
 
 #[derive(Subcommand, Debug)]
 pub enum VoicesCommand {
-    /// List the voices (language and gender from the name's prefix).
+    /// List the voices, with language and gender from the voice manifest (voices/manifest.json;
+    /// `-` for voices it does not list).
     List,
     /// Describe a voice or a mix: where it comes from, its shape and value statistics.
     Info {
@@ -197,27 +198,28 @@ pub struct VoicesArgs {
     source: VoiceSource,
 }
 
-/// Language and gender of a voice from its two-letter prefix (Kokoro's naming).
-fn describe(name: &str) -> (&'static str, &'static str) {
-    let mut b = name.bytes();
-    let language = match b.next() {
-        Some(b'a') => "American English",
-        Some(b'b') => "British English",
-        Some(b'e') => "Spanish",
-        Some(b'f') => "French",
-        Some(b'h') => "Hindi",
-        Some(b'i') => "Italian",
-        Some(b'j') => "Japanese",
-        Some(b'p') => "Brazilian Portuguese",
-        Some(b'z') => "Mandarin Chinese",
+/// What the voice manifest says about a voice, for display: language tag, language in words,
+/// gender. None for voices it does not list (a user's own packs or bundles): those are shown as
+/// unknown rather than guessed from their name.
+fn describe(name: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    let entry = kokoro_voice::Manifest::bundled().get(name)?;
+    Some((entry.language.as_str(), language_in_words(&entry.language), entry.gender.as_str()))
+}
+
+/// The manifest's language tags in words (Kokoro's names for them).
+fn language_in_words(tag: &str) -> &'static str {
+    match tag {
+        "en-us" => "American English",
+        "en-gb" => "British English",
+        "es" => "Spanish",
+        "fr-fr" => "French",
+        "hi" => "Hindi",
+        "it" => "Italian",
+        "ja" => "Japanese",
+        "pt-br" => "Brazilian Portuguese",
+        "zh" => "Mandarin Chinese",
         _ => "unknown",
-    };
-    let gender = match b.next() {
-        Some(b'f') => "female",
-        Some(b'm') => "male",
-        _ => "unknown",
-    };
-    (language, gender)
+    }
 }
 
 pub fn voices(cache: &Cache, args: VoicesArgs) -> Result<()> {
@@ -226,9 +228,9 @@ pub fn voices(cache: &Cache, args: VoicesArgs) -> Result<()> {
         VoicesCommand::List => {
             let mut out = std::io::stdout().lock();
             for name in source.names(cache)? {
-                let (language, gender) = describe(&name);
+                let (tag, language, gender) = describe(&name).unwrap_or(("-", "-", "-"));
                 // A closed pipe (`kokoro voices list | head`) ends the listing quietly.
-                if writeln!(out, "{name:<14} {language:<22} {gender}").is_err() {
+                if writeln!(out, "{name:<14} {tag:<6} {language:<22} {gender}").is_err() {
                     break;
                 }
             }
@@ -238,13 +240,16 @@ pub fn voices(cache: &Cache, args: VoicesArgs) -> Result<()> {
             let mix = MixSpec::parse(&spec).map_err(|e| VoiceInputError::from(VoiceError::from(e)))?;
             println!("voice:     {spec}");
             println!("key:       {}", mix.canonical().map_err(|e| VoiceInputError::from(VoiceError::from(e)))?);
-            if mix.single().is_none() {
-                for (name, w) in mix.weights().map_err(|e| VoiceInputError::from(VoiceError::from(e)))? {
-                    println!("  {name:<14} weight {w:+.4}");
+            match mix.single() {
+                None => {
+                    for (name, w) in mix.weights().map_err(|e| VoiceInputError::from(VoiceError::from(e)))? {
+                        println!("  {name:<14} weight {w:+.4}");
+                    }
                 }
-            } else {
-                let (language, gender) = describe(&spec);
-                println!("language:  {language}\ngender:    {gender}");
+                Some(name) => match describe(&name) {
+                    Some((tag, language, gender)) => println!("language:  {tag} ({language})\ngender:    {gender}"),
+                    None => println!("language:  - (not in voices/manifest.json)\ngender:    -"),
+                },
             }
             println!("source:    {}", source.place(cache).display());
             println!("shape:     {VOICE_ROWS} x 1 x {STYLE_WIDTH} f32 ({} bytes)", voice.byte_size());
@@ -317,18 +322,6 @@ pub fn load_usage(cache: &Cache) -> kokoro_voice::UsageAnalytics {
         .unwrap_or_default()
 }
 
-/// Records one request (and its load time) in the saved analytics; failures are only reported.
-pub fn record_usage(cache: &Cache, spec: &str, load_time: std::time::Duration) {
-    let key = MixSpec::parse(spec).ok().and_then(|m| m.canonical().ok()).unwrap_or_else(|| spec.to_string());
-    let mut analytics = load_usage(cache);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    analytics.record_request(&key, now);
-    analytics.record_load(&key, load_time);
-    // Written whole, so that a concurrent reader never sees half a file.
-    if let Err(e) = crate::output::write_atomic(&usage_path(cache), analytics.to_json().as_bytes()) {
-        eprintln!("note: could not save voice usage: {e:#}");
-    }
-}
 
 /// Splits a comma-separated list of names and mixes (commas never occur inside a mix).
 fn split_list(list: &str) -> Vec<String> {

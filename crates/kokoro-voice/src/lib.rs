@@ -11,6 +11,7 @@
 pub mod analytics;
 pub mod cache;
 pub mod format;
+pub mod manifest;
 pub mod mix;
 pub mod predict;
 pub mod prewarm;
@@ -27,6 +28,7 @@ pub use prewarm::{Prewarm, PrewarmProgress};
 pub use store::HttpStore;
 pub use store::{DirStore, VoiceStore};
 pub use format::{VoiceFormat, read_voices};
+pub use manifest::{Gender, Manifest, ManifestEntry, ManifestError};
 pub use mix::{MixSpec, MixTerm};
 
 /// Rows in a voice pack: one style vector per utterance length in phoneme ids.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
 use js_sys::{Float32Array, Promise, Uint8Array};
-use kokoro_engine::{Backend, ChunkOptions, Engine, SourceNoise};
+use kokoro_engine::{Backend, ChunkOptions, Engine, EngineError, SourceNoise};
 use kokoro_model::{Kokoro, eval};
 use kokoro_voice::VoiceStore;
 use serde_json::json;
@@ -50,6 +50,14 @@ pub fn debug_trap_next_chunk() {
 
 fn js_err(e: impl std::fmt::Display) -> JsValue {
     JsError::new(&e.to_string()).into()
+}
+
+/// An engine error as a JS `Error` with the engine's stable `code` (`unknown_voice`, `bad_text`,
+/// ...), which the worker passes to the page whatever the message says.
+fn engine_err(e: EngineError) -> JsValue {
+    let error: JsValue = JsError::new(&e.to_string()).into();
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &e.code().into());
+    error
 }
 
 /// The GPU's state, shared with wgpu's device-lost callback.
@@ -118,21 +126,19 @@ impl KokoroEngine {
         self.inner.load_time().as_secs_f64() * 1000.0
     }
 
-    /// Chunks of `text` as JSON: `[{index, start, end, phonemes, guessed}]` (UTF-16 offsets).
-    /// `lang` "en-us" | "en-gb" | "" (from the voice); `pack` packs sentences up to 510 phonemes.
     /// The chunks of `text` (JSON: [`ChunkInfo`]s). `pack`: sentences share a chunk while they fit
     /// (as reference Kokoro does); without, one chunk per sentence, for streaming.
     pub fn chunks(&self, text: &str, lang: &str, voice: &str, pack: bool) -> Result<String, JsValue> {
-        let dialect = self.inner.dialect(Some(lang), voice).map_err(js_err)?;
+        let dialect = self.inner.dialect(Some(lang), voice).map_err(engine_err)?;
         let options = ChunkOptions { pack_sentences: pack, ..ChunkOptions::default() };
         let offsets = Utf16Offsets::new(text);
         let chunks = self
             .inner
             .plan(text, dialect, options)
-            .map_err(js_err)?
+            .map_err(engine_err)?
             .map(|u| u.map(|u| ChunkInfo::new(u, &offsets)))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(js_err)?;
+            .map_err(engine_err)?;
         serde_json::to_string(&chunks).map_err(js_err)
     }
 
@@ -140,17 +146,16 @@ impl KokoroEngine {
     pub fn resolve_voice(&self, spec: String) -> Promise {
         let engine = self.inner.clone();
         future_to_promise(async move {
-            engine.voice(&spec).await.map_err(js_err)?;
-            let key = kokoro_voice::MixSpec::parse(&spec).and_then(|m| m.canonical()).map_err(js_err)?;
+            engine.voice(&spec).await.map_err(engine_err)?;
+            let key = engine.voice_key(&spec).map_err(engine_err)?;
             Ok(key.into())
         })
     }
 
-    /// Synthesizes one chunk. Resolves to `{audio: Float32Array, meta: JSON}` where meta has
-    /// `durations` (frames per token) and `timings` (ms per stage). `deterministic` zeroes the
-    /// source noise (what the golden tests and the native comparison use).
-    /// Speaks one chunk (JSON of a [`ChunkInfo`], as `chunks` gave it). Resolves to `{audio, meta}`;
-    /// meta's `words` are `[text, startSample, endSample]` within this chunk's audio.
+    /// Speaks one chunk (JSON of a [`ChunkInfo`], as `chunks` gave it). Resolves to `{audio, meta}`:
+    /// meta has `durations` (frames per token), `words` (`[text, startSample, endSample]` within this
+    /// chunk's audio), `unknown` (phoneme characters dropped) and `timings` (ms per stage).
+    /// `deterministic` zeroes the source noise (what the golden tests and the native comparison use).
     pub fn synthesize(&self, chunk: String, voice: String, speed: f32, deterministic: bool, seed: f64) -> Promise {
         let engine = self.inner.clone();
         let gpu = self.gpu.clone();
@@ -161,8 +166,8 @@ impl KokoroEngine {
             check_gpu(&gpu)?;
             let chunk: ChunkInfo = serde_json::from_str(&chunk).map_err(|e| js_err(format!("malformed chunk: {e}")))?;
             let noise = if deterministic { SourceNoise::Deterministic } else { SourceNoise::Seeded(seed as u64) };
-            let v = engine.voice(&voice).await.map_err(js_err)?;
-            let out = engine.synthesize_async(&chunk.into_utterance(), &v, speed, noise).await.map_err(js_err)?;
+            let v = engine.voice(&voice).await.map_err(engine_err)?;
+            let out = engine.synthesize_async(&chunk.into_utterance(), &v, speed, noise).await.map_err(engine_err)?;
             // A device lost while this chunk ran may have produced garbage: fail it so the worker
             // redoes the chunk on the CPU.
             check_gpu(&gpu)?;
@@ -187,8 +192,8 @@ impl KokoroEngine {
     pub fn probe_prosody(&self, phonemes: String, voice: String) -> Promise {
         let engine = self.inner.clone();
         future_to_promise(async move {
-            let v = engine.voice(&voice).await.map_err(js_err)?;
-            let stages = engine.probe_prosody(&phonemes, &v).await.map_err(js_err)?;
+            let v = engine.voice(&voice).await.map_err(engine_err)?;
+            let stages = engine.probe_prosody(&phonemes, &v).await.map_err(engine_err)?;
             Ok(serde_json::to_string(&stages).map_err(js_err)?.into())
         })
     }
@@ -197,7 +202,7 @@ impl KokoroEngine {
     pub fn pin(&self, name: String) -> Promise {
         let engine = self.inner.clone();
         future_to_promise(async move {
-            engine.pin(&name).await.map_err(js_err)?;
+            engine.pin(&name).await.map_err(engine_err)?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -240,12 +245,24 @@ impl KokoroEngine {
         .to_string()
     }
 
-    /// Names the store lists.
+    /// The voices the store lists, as `{ name, language, gender }` objects. Language (`"en-us"`)
+    /// and gender (`"female"`/`"male"`) come from the voice manifest compiled into the engine;
+    /// both are null for a voice it does not list, rather than guessed from the name.
     pub fn voices(&self) -> Promise {
         let engine = self.inner.clone();
         future_to_promise(async move {
             let names = engine.store().list().await.map_err(js_err)?;
-            Ok(js_sys::Array::from_iter(names.into_iter().map(JsValue::from)).into())
+            let manifest = kokoro_voice::Manifest::bundled();
+            let voices: Vec<serde_json::Value> = names
+                .iter()
+                .map(|name| {
+                    let entry = manifest.get(name);
+                    json!({ "name": name, "language": entry.map(|e| &e.language), "gender": entry.map(|e| e.gender) })
+                })
+                .collect();
+            // Parsed by the browser into plain objects, which cross the worker's postMessage as
+            // they are (no wasm-bindgen class to copy out or free).
+            js_sys::JSON::parse(&serde_json::Value::from(voices).to_string())
         })
     }
 
