@@ -114,6 +114,18 @@ struct Inner {
     stats: ResponseCacheStats,
 }
 
+impl Inner {
+    /// Evicts the least recently used entries until at most `bytes` are held.
+    fn evict_to(&mut self, bytes: usize) {
+        while self.bytes > bytes {
+            let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) else { break };
+            let e = self.entries.remove(&oldest).expect("the key was just found");
+            self.bytes -= e.bytes;
+            self.stats.evictions += 1;
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     chunks: Arc<[SpokenChunk]>,
@@ -163,12 +175,8 @@ impl ResponseCache {
         if let Some(old) = inner.entries.remove(&key) {
             inner.bytes -= old.bytes;
         }
-        while inner.bytes + bytes > inner.budget {
-            let Some(oldest) = inner.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) else { break };
-            let e = inner.entries.remove(&oldest).expect("the key was just found");
-            inner.bytes -= e.bytes;
-            inner.stats.evictions += 1;
-        }
+        let room = inner.budget - bytes;
+        inner.evict_to(room);
         inner.tick += 1;
         let last_used = inner.tick;
         inner.bytes += bytes;
@@ -187,12 +195,7 @@ impl ResponseCache {
     pub fn set_budget(&self, budget: usize) {
         let mut inner = self.lock();
         inner.budget = budget;
-        while inner.bytes > inner.budget {
-            let Some(oldest) = inner.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) else { break };
-            let e = inner.entries.remove(&oldest).expect("the key was just found");
-            inner.bytes -= e.bytes;
-            inner.stats.evictions += 1;
-        }
+        inner.evict_to(budget);
     }
 
     pub fn stats(&self) -> ResponseCacheStats {
