@@ -145,7 +145,10 @@ export declare class RawAudio {
   backend?: 'webgpu' | 'cpu';
 }
 
-export interface StreamChunk extends RawAudio, Omit<ChunkInfo, 'sampleRate'> {}
+/** A streamed chunk: its audio, and what it says (its `backend` is always set). */
+export interface StreamChunk extends RawAudio, Omit<ChunkInfo, 'sampleRate' | 'backend'> {
+  backend: 'webgpu' | 'cpu';
+}
 
 export interface VoiceEntry {
   name: string;
