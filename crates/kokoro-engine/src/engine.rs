@@ -198,6 +198,13 @@ impl<S: VoiceStore> Engine<S> {
         Ok(self.spoken(utterance, &kept, unknown, input.ids.len(), out))
     }
 
+    /// Whether [`synthesize_batch`](Self::synthesize_batch) runs a batch as one forward pass.
+    /// Not yet: it speaks the items one after another, so the scheduler sends it batches of one
+    /// (a batch of eight run in turn would hold an interactive chunk behind all eight).
+    pub fn batches_natively(&self) -> bool {
+        false
+    }
+
     /// Speaks several utterances, each with its own voice, speed and noise; one result each, in
     /// order. Each result equals [`synthesize`](Self::synthesize) of its item alone.
     pub fn synthesize_batch(&self, items: &[BatchItem<'_>]) -> Vec<Result<SpokenChunk, EngineError>> {

@@ -5,7 +5,7 @@
 //! submit(Request) ── voice resolved, first chunk phonemized (errors come back here, at once)
 //!      │                 refused with Overloaded{retry_after} when the queue or held audio is full
 //!      v
-//! queue of chunks ── score = class × aging − time waited (bulk work never starves)
+//! queue of chunks ── by class, then by arrival; a class unserved for `aging` rises one rank
 //!      │             each request keeps at most `lookahead` chunks queued: a book is phonemized
 //!      │             as it is spoken, and a long text interleaves with short requests
 //!      v
@@ -163,7 +163,7 @@ pub struct SchedulerConfig {
     /// Longest a chunk waits for company before its batch runs short.
     #[serde(with = "millis")]
     pub max_wait: Duration,
-    /// Waiting this long lifts a chunk one priority class: bulk work waits at most two of these
+    /// A class not served for this long rises one rank: bulk work waits at most two of these
     /// behind a stream of interactive requests.
     #[serde(with = "millis")]
     pub aging: Duration,
@@ -316,7 +316,6 @@ struct ProgressState {
     finished: Option<Instant>,
 }
 
-#[derive(Default)]
 struct State {
     requests: HashMap<u64, Active>,
     queue: Vec<Queued>,
@@ -325,6 +324,8 @@ struct State {
     next_seq: u64,
     /// Workers currently phonemizing (the queue may grow when they are back).
     planning: usize,
+    /// When each priority class last got a batch, or last had nothing queued (see `pick`).
+    last_served: [Instant; 3],
     shutdown: bool,
     stats: SchedulerStats,
 }
@@ -361,7 +362,17 @@ impl<S: VoiceStore + Send + Sync + 'static> Scheduler<S> {
             cache: ResponseCache::new(config.response_cache_bytes),
             engine,
             config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                requests: HashMap::new(),
+                queue: Vec::new(),
+                in_flight: 0,
+                next_id: 0,
+                next_seq: 0,
+                planning: 0,
+                last_served: [Instant::now(); 3],
+                shutdown: false,
+                stats: SchedulerStats::default(),
+            }),
             wake: Condvar::new(),
             held: AtomicUsize::new(0),
             secs_per_chunk: AtomicU64::new(0f64.to_bits()),
@@ -528,6 +539,13 @@ impl<S: VoiceStore + Send + Sync + 'static> Shared<S> {
         let mut state = self.lock();
         if state.shutdown {
             return Err(EngineError::ShuttingDown);
+        }
+        // Checked again now that the lock is held: submissions racing past the first check
+        // cannot take the queue over its bounds.
+        if state.requests.len() >= c.max_requests || state.queue.len() >= c.max_queued_chunks {
+            state.stats.rejected += 1;
+            let retry_after = self.retry_after(&state);
+            return Err(EngineError::Overloaded { retry_after });
         }
         let id = state.next_id;
         state.next_id += 1;
@@ -699,26 +717,45 @@ impl<S: VoiceStore + Send + Sync + 'static> Shared<S> {
     /// or how long to wait (for work, or for company within `max_wait`).
     fn pick(&self, state: &mut State, now: Instant) -> Pick {
         let c = &self.config;
+        // Batches the engine would run item by item only delay urgent chunks (no speed gained).
+        let max_batch = if self.engine.batches_natively() { c.max_batch } else { 1 };
         if state.queue.is_empty() {
             // Nothing to do: sleep until woken; wake now and then for deadlines.
             return Pick::Wait(Duration::from_millis(100));
         }
-        let aging = c.aging.as_secs_f64().max(1e-3);
-        let score = |q: &Queued| {
-            let class = if c.priorities { q.priority.rank() as f64 * aging } else { 0.0 };
-            (class - now.duration_since(q.enqueued).as_secs_f64(), q.seq)
+        // Aging by class: a class that has waited `aging` without being served rises one rank
+        // (bulk reaches interactive after two), gets one batch, and drops back. A class with
+        // nothing queued is not waiting. So a fresh interactive chunk goes before a backlog of
+        // bulk work, and bulk still gets a batch at least every two agings under any load.
+        // (Aging each chunk by its own wait instead let a long bulk backlog, all of it aged,
+        // outrank every interactive request: measured, time to first audio p50 51 s.)
+        let mut queued = [false; 3];
+        for q in &state.queue {
+            queued[q.priority.rank() as usize] = true;
+        }
+        for (served, queued) in state.last_served.iter_mut().zip(queued) {
+            if !queued {
+                *served = now;
+            }
+        }
+        let aging = c.aging.max(Duration::from_millis(1));
+        let rank = |p: Priority| {
+            if !c.priorities {
+                return 0;
+            }
+            let lifted = (now.duration_since(state.last_served[p.rank() as usize]).as_nanos() / aging.as_nanos()) as u32;
+            p.rank().saturating_sub(lifted)
         };
         let mut order: Vec<usize> = (0..state.queue.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (sa, qa) = score(&state.queue[a]);
-            let (sb, qb) = score(&state.queue[b]);
-            sa.total_cmp(&sb).then(qa.cmp(&qb))
+        order.sort_by_key(|&i| {
+            let q = &state.queue[i];
+            (rank(q.priority), q.enqueued, q.seq)
         });
         let head = &state.queue[order[0]];
         let (lo, hi) = (head.len * 2 / 3, head.len * 3 / 2 + 1);
         let mut chosen: Vec<usize> = vec![order[0]];
         for &i in &order[1..] {
-            if chosen.len() == c.max_batch {
+            if chosen.len() == max_batch {
                 break;
             }
             if (lo..=hi).contains(&state.queue[i].len) {
@@ -726,12 +763,15 @@ impl<S: VoiceStore + Send + Sync + 'static> Shared<S> {
             }
         }
         let waited = now.duration_since(head.enqueued);
-        if chosen.len() < c.max_batch && waited < c.max_wait {
+        if chosen.len() < max_batch && waited < c.max_wait {
             return Pick::Wait(c.max_wait - waited);
         }
         chosen.sort_unstable_by(|a, b| b.cmp(a)); // remove from the back first
         let mut batch: Vec<Queued> = chosen.into_iter().map(|i| state.queue.swap_remove(i)).collect();
         batch.sort_by_key(|q| q.seq);
+        for q in &batch {
+            state.last_served[q.priority.rank() as usize] = now;
+        }
         for q in &batch {
             let a = state.requests.get_mut(&q.request).expect("queued chunks belong to open requests");
             a.queued -= 1;
