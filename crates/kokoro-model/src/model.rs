@@ -18,6 +18,7 @@ use crate::nn::generator::GeneratorConfig;
 use crate::nn::prosody::{ProsodyPredictor, ProsodyPredictorConfig};
 use crate::nn::source::SourceNoise;
 use crate::nn::text_encoder::{TextEncoder, TextEncoderConfig};
+use crate::nn::TimeMask;
 use crate::voice::{STYLE_WIDTH, StyleVector};
 use crate::Error;
 
@@ -289,6 +290,258 @@ impl KModel {
         };
         Ok((rendered, StageTimings { predictor, text_encoder, ..StageTimings::default() }))
     }
+}
+
+/// First half of a batched pass: row `b` holds utterance `b`'s `tokens[b]` tokens, then padding.
+struct BatchProsody {
+    ids: Tensor<2, Int>,
+    /// `[batch, 1, tokens]`.
+    token_mask: TimeMask,
+    d_en: Tensor<3>,
+    d: Tensor<3>,
+    /// `[batch, tokens]`; values past a row's length are unspecified.
+    sums: Tensor<2>,
+    style_decoder: Tensor<2>,
+    style_prosody: Tensor<2>,
+}
+
+/// Second half of a batched pass; `frame_mask` is `[batch, 1, frames]` and row `b` of `audio`
+/// (`[batch, samples]`) holds `600 * frames[b]` valid samples.
+struct BatchRendered {
+    frame_mask: TimeMask,
+    en: Tensor<3>,
+    f0: Tensor<2>,
+    n: Tensor<2>,
+    t_en: Tensor<3>,
+    asr: Tensor<3>,
+    generator_input: Tensor<3>,
+    spectrum: Tensor<3>,
+    audio: Tensor<2>,
+}
+
+impl KModel {
+    /// Synthesises several utterances in one pass: their ids are padded to the longest, and every
+    /// layer sees each utterance's own length (attention key padding, bi-LSTMs reversed within
+    /// each length, padded steps zeroed before each convolution, normalisation statistics over
+    /// each utterance's own steps, the source, STFT and inverse STFT per utterance). Each output is
+    /// what [`forward`](Self::forward) gives that input alone, up to float rounding (the batched
+    /// kernels and masked statistics sum in another order): same durations, same noise draw.
+    ///
+    /// Every output carries the batch's stage timings. [`MAX_FRAMES`] bounds each utterance; the
+    /// batch holds `inputs.len()` times the longest one's frames, so the caller sizes batches.
+    /// Batches of similar lengths waste the least work on padding.
+    pub fn forward_batch(&self, inputs: &[ForwardInput], device: &Device) -> Result<Vec<ForwardOutput>, Error> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut clock = StageClock::new(device, true);
+        let (prosody, bert) = self.prosody_batch(inputs, device, &mut clock)?;
+        let sums = prosody.sums.clone().into_data().try_to_vec::<f32>().map_err(device_error)?;
+        let durations = batch_durations(inputs, &sums)?;
+        let (rendered, mut timings) = self.render_batch(&prosody, &durations, inputs, device, &mut clock)?;
+        let audio = rendered.audio.clone().into_data().try_to_vec::<f32>().map_err(device_error)?;
+        timings.bert = bert;
+        timings.decoder = clock.lap()?;
+        timings.total = clock.start.elapsed();
+        Ok(batch_outputs(inputs, prosody, rendered, durations, &audio, timings))
+    }
+
+    /// [`forward_batch`](Self::forward_batch) for targets that cannot block on the device (see
+    /// [`forward_async`](Self::forward_async)).
+    pub async fn forward_batch_async(
+        &self,
+        inputs: &[ForwardInput],
+        device: &Device,
+    ) -> Result<Vec<ForwardOutput>, Error> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut clock = StageClock::new(device, false);
+        let (prosody, bert) = self.prosody_batch(inputs, device, &mut clock)?;
+        let sums = prosody.sums.clone().into_data_async().await.map_err(device_error)?;
+        let sums = sums.try_to_vec::<f32>().map_err(device_error)?;
+        let durations = batch_durations(inputs, &sums)?;
+        let (rendered, mut timings) = self.render_batch(&prosody, &durations, inputs, device, &mut clock)?;
+        let audio = rendered.audio.clone().into_data_async().await.map_err(device_error)?;
+        let audio = audio.try_to_vec::<f32>().map_err(device_error)?;
+        timings.bert = bert;
+        timings.decoder = clock.lap()?;
+        timings.total = clock.start.elapsed();
+        Ok(batch_outputs(inputs, prosody, rendered, durations, &audio, timings))
+    }
+
+    /// [`prosody`](Self::prosody) for a padded batch.
+    fn prosody_batch(
+        &self,
+        inputs: &[ForwardInput],
+        device: &Device,
+        clock: &mut StageClock,
+    ) -> Result<(BatchProsody, Duration), Error> {
+        let n_token = self.text_encoder.embedding.weight.val().dims()[0];
+        for input in inputs {
+            validate(input, n_token)?;
+        }
+        let batch = inputs.len();
+        let lengths: Vec<usize> = inputs.iter().map(|i| i.ids.len() + 2).collect();
+        let tokens = *lengths.iter().max().expect("a non-empty batch");
+        // Boundary zeros around each utterance, then padding (id 0 too; masked everywhere).
+        let mut ids = vec![0i64; batch * tokens];
+        let mut key_padding = vec![0f32; batch * tokens];
+        for (b, input) in inputs.iter().enumerate() {
+            for (t, &id) in input.ids.iter().enumerate() {
+                ids[b * tokens + 1 + t] = id as i64;
+            }
+            key_padding[b * tokens + lengths[b]..(b + 1) * tokens].fill(1.0);
+        }
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, tokens]), device);
+        let key_padding = Tensor::<2>::from_data(TensorData::new(key_padding, [batch, tokens]), device);
+        let style: Vec<f32> = inputs.iter().flat_map(|i| i.style.0).collect();
+        let style = Tensor::<2>::from_data(TensorData::new(style, [batch, STYLE_WIDTH]), device);
+        let half = STYLE_WIDTH / 2;
+        let style_decoder = style.clone().slice([0..batch, 0..half]);
+        let style_prosody = style.slice([0..batch, half..STYLE_WIDTH]);
+        let token_mask = TimeMask::new(lengths, tokens, device);
+
+        // 1. PL-BERT, padded keys masked: d_en [b, 512, tokens].
+        let d_en = self.bert_encoder.forward(self.bert.forward(ids.clone(), Some(key_padding))).swap_dims(1, 2);
+        let bert = clock.lap()?;
+
+        // 2a. Duration encoder and head, the bi-LSTMs within each row's length: sums [b, tokens].
+        let lengths = Some(token_mask.lengths.as_slice());
+        let d = self.predictor.text_encoder.forward_masked(d_en.clone(), style_prosody.clone(), lengths);
+        let sums = self.predictor.durations_masked(d.clone(), lengths);
+        Ok((BatchProsody { ids, token_mask, d_en, d, sums, style_decoder, style_prosody }, bert))
+    }
+
+    /// [`render`](Self::render) for a padded batch with each row's rounded `durations`.
+    fn render_batch(
+        &self,
+        p: &BatchProsody,
+        durations: &[Vec<u32>],
+        inputs: &[ForwardInput],
+        device: &Device,
+        clock: &mut StageClock,
+    ) -> Result<(BatchRendered, StageTimings), Error> {
+        let batch = durations.len();
+        let tokens = p.token_mask.time();
+        let lengths: Vec<usize> = durations.iter().map(|d| d.iter().map(|&f| f as usize).sum()).collect();
+        let frames = *lengths.iter().max().expect("a non-empty batch");
+        let frame_mask = TimeMask::new(lengths, frames, device);
+        // Alignment as a gather over all rows' tokens: frame f of row b reads row b's token; padded
+        // frames read row b's first token and are masked.
+        let mut frame_token = Vec::with_capacity(batch * frames);
+        for (b, d) in durations.iter().enumerate() {
+            let base = (b * tokens) as i64;
+            let start = frame_token.len();
+            frame_token.extend(d.iter().enumerate().flat_map(|(t, &n)| std::iter::repeat_n(base + t as i64, n as usize)));
+            frame_token.resize(start + frames, base);
+        }
+        let frame_token = Tensor::<1, Int>::from_data(TensorData::new(frame_token, [batch * frames]), device);
+        let align = |x: Tensor<3>| {
+            // x: [b, channels, tokens] -> [b, channels, frames]
+            let [_, c, _] = x.dims();
+            let rows = x.swap_dims(1, 2).reshape([batch * tokens, c]).select(0, frame_token.clone());
+            frame_mask.apply(rows.reshape([batch, frames, c]).swap_dims(1, 2))
+        };
+
+        // 2b. en [b, 640, frames]; F0 and N [b, 2 * frames], zero past each row's end.
+        let en = align(p.d.clone().swap_dims(1, 2));
+        let (f0, n) = self.predictor.f0_n_masked(en.clone(), p.style_prosody.clone(), Some(&frame_mask));
+        let predictor = clock.lap()?;
+
+        // 3. Text encoder: t_en [b, 512, tokens]; asr [b, 512, frames].
+        let t_en = self.text_encoder.forward_masked(p.ids.clone(), Some(&p.token_mask));
+        let asr = align(t_en.clone());
+        let text_encoder = clock.lap()?;
+
+        // 4. Decoder and generator, each row with its own noise.
+        let noise: Vec<SourceNoise> = inputs.iter().map(|i| i.noise).collect();
+        let out = self.decoder.forward_masked(
+            asr.clone(),
+            f0.clone(),
+            n.clone(),
+            p.style_decoder.clone(),
+            &noise,
+            &frame_mask,
+        );
+        let rendered = BatchRendered {
+            frame_mask,
+            en,
+            f0,
+            n,
+            t_en,
+            asr,
+            generator_input: out.generator_input,
+            spectrum: out.generator.spectrum,
+            audio: out.generator.audio,
+        };
+        Ok((rendered, StageTimings { predictor, text_encoder, ..StageTimings::default() }))
+    }
+}
+
+/// Each row's durations, rounded with its own speed, from the `[batch, tokens]` sums.
+fn batch_durations(inputs: &[ForwardInput], sums: &[f32]) -> Result<Vec<Vec<u32>>, Error> {
+    let tokens = sums.len() / inputs.len();
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(b, input)| {
+            let row = &sums[b * tokens..b * tokens + input.ids.len() + 2];
+            let durations = round_durations(row, input.speed);
+            check_frames(&durations)?;
+            Ok(durations)
+        })
+        .collect()
+}
+
+/// Cuts the batch's tensors into one output per utterance, each at its own length.
+fn batch_outputs(
+    inputs: &[ForwardInput],
+    p: BatchProsody,
+    r: BatchRendered,
+    durations: Vec<Vec<u32>>,
+    audio: &[f32],
+    timings: StageTimings,
+) -> Vec<ForwardOutput> {
+    let samples = audio.len() / inputs.len();
+    let samples_per_frame = samples / r.frame_mask.time();
+    durations
+        .into_iter()
+        .enumerate()
+        .map(|(b, durations)| {
+            let tokens = p.token_mask.lengths[b];
+            let frames = r.frame_mask.lengths[b];
+            let row3 = |x: &Tensor<3>, len: usize| {
+                let [_, c, _] = x.dims();
+                HostTensor::from_tensor(x.clone().slice([b..b + 1, 0..c, 0..len]))
+            };
+            let row2 = |x: &Tensor<2>, len: usize| HostTensor::from_tensor(x.clone().slice([b..b + 1, 0..len]));
+            let intermediates = inputs[b].keep_intermediates.then(|| {
+                let [_, _, width] = p.d.dims();
+                // The spectrum has (frames * k) + 1 steps for the batch and for each row alike.
+                let [_, bins2, spec] = r.spectrum.dims();
+                let spec_frames = (spec - 1) / r.frame_mask.time() * frames + 1;
+                Intermediates {
+                    d_en: row3(&p.d_en, tokens),
+                    d: HostTensor::from_tensor(p.d.clone().slice([b..b + 1, 0..tokens, 0..width])),
+                    duration_sums: row2(&p.sums, tokens),
+                    en: row3(&r.en, frames),
+                    f0: row2(&r.f0, 2 * frames),
+                    n: row2(&r.n, 2 * frames),
+                    t_en: row3(&r.t_en, tokens),
+                    asr: row3(&r.asr, frames),
+                    generator_input: row3(&r.generator_input, 2 * frames),
+                    spectrum: HostTensor::from_tensor(r.spectrum.clone().slice([
+                        b..b + 1,
+                        0..bins2,
+                        0..spec_frames,
+                    ])),
+                }
+            });
+            let audio = audio[b * samples..b * samples + frames * samples_per_frame].to_vec();
+            ForwardOutput { durations, audio, timings: timings.clone(), intermediates }
+        })
+        .collect()
 }
 
 fn output(

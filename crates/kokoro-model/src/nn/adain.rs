@@ -7,6 +7,8 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
+use super::TimeMask;
+
 /// Epsilon of both normalisations (PyTorch's default for InstanceNorm1d and layer_norm).
 const EPS: f64 = 1e-5;
 
@@ -41,13 +43,37 @@ impl AdaIn1d {
     /// - style: `[batch, style_dim]`
     /// - output: `[batch, channels, time]`
     pub fn forward(&self, x: Tensor<3>, style: Tensor<2>) -> Tensor<3> {
+        self.forward_masked(x, style, None)
+    }
+
+    /// [`forward`](Self::forward) over a padded batch: each row's mean and (biased) variance are
+    /// taken over its own valid steps, divided by its true length, and the padded steps of the
+    /// output are zero. Without a mask this is exactly `forward`.
+    ///
+    /// # Shapes
+    /// - x: `[batch, channels, time]`
+    /// - style: `[batch, style_dim]`
+    /// - mask: `[batch, 1, time]`
+    /// - output: `[batch, channels, time]`
+    pub fn forward_masked(&self, x: Tensor<3>, style: Tensor<2>, mask: Option<&TimeMask>) -> Tensor<3> {
         let [batch, channels, _] = x.dims();
         let h = self.fc.forward(style).reshape([batch, 2 * channels, 1]);
         let gamma = h.clone().slice([0..batch, 0..channels]);
         let beta = h.slice([0..batch, channels..2 * channels]);
-        let (var, mean) = x.clone().var_mean_bias(2);
-        let normed = (x - mean) / (var + EPS).sqrt();
-        (gamma + 1.0) * normed + beta
+        match mask {
+            None => {
+                let (var, mean) = x.clone().var_mean_bias(2);
+                let normed = (x - mean) / (var + EPS).sqrt();
+                (gamma + 1.0) * normed + beta
+            }
+            Some(m) => {
+                let mean = m.apply(x.clone()).sum_dim(2) / m.counts.clone();
+                let centred = m.apply(x - mean);
+                let var = centred.clone().square().sum_dim(2) / m.counts.clone();
+                let normed = centred / (var + EPS).sqrt();
+                m.apply((gamma + 1.0) * normed + beta)
+            }
+        }
     }
 }
 

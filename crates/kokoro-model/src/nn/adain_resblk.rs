@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::adain::{AdaIn1d, AdaIn1dConfig};
 use super::conv::{conv1d, conv_transpose1d, upsample_nearest2};
+use super::{TimeMask, masked};
 
 /// Configuration of an [`AdainResBlk1d`].
 #[derive(Config, Debug)]
@@ -62,15 +63,37 @@ impl AdainResBlk1d {
     /// - style: `[batch, style_dim]`
     /// - output: `[batch, dim_out, time]`, or `2 * time` when upsampling
     pub fn forward(&self, x: Tensor<3>, style: Tensor<2>) -> Tensor<3> {
-        // residual
-        let mut r = leaky_relu(self.norm1.forward(x.clone(), style.clone()), 0.2);
+        self.forward_masked(x, style, None)
+    }
+
+    /// [`forward`](Self::forward) over a padded batch whose padded steps are zero: AdaIN takes
+    /// per-row statistics, and every layer that can make a padded step nonzero (conv biases) is
+    /// followed by the mask, so each conv reads zeros past a row's end as its padding would.
+    /// `mask` describes the input; when upsampling the output's mask is twice as long. The output
+    /// is zero at padded steps. Without a mask this is exactly `forward`.
+    ///
+    /// # Shapes
+    /// - x: `[batch, dim_in, time]`
+    /// - style: `[batch, style_dim]`
+    /// - mask: `[batch, 1, time]`
+    /// - output: `[batch, dim_out, time]`, or `2 * time` when upsampling
+    pub fn forward_masked(&self, x: Tensor<3>, style: Tensor<2>, mask: Option<&TimeMask>) -> Tensor<3> {
+        let up_mask = match (&self.pool, mask) {
+            (Some(_), Some(m)) => Some(m.scaled(2, 0)),
+            _ => None,
+        };
+        let out_mask = if self.pool.is_some() { up_mask.as_ref() } else { mask };
+        // residual (leaky_relu keeps AdaIN's zeros at padding)
+        let mut r = leaky_relu(self.norm1.forward_masked(x.clone(), style.clone(), mask), 0.2);
         if let Some(pool) = &self.pool {
-            r = pool.forward(r);
+            // The transposed conv's last output reads one step past the row's end: a zero here,
+            // as in the unbatched pass. Its bias is then masked.
+            r = masked(pool.forward(r), out_mask);
         }
-        r = self.conv1.forward(r);
-        r = leaky_relu(self.norm2.forward(r, style), 0.2);
-        r = self.conv2.forward(r);
-        // shortcut
+        r = masked(self.conv1.forward(r), out_mask);
+        r = leaky_relu(self.norm2.forward_masked(r, style, out_mask), 0.2);
+        r = masked(self.conv2.forward(r), out_mask);
+        // shortcut: nearest upsampling and the bias-free 1x1 conv keep zeros at zero.
         let mut sc = if self.pool.is_some() { upsample_nearest2(x) } else { x };
         if let Some(conv) = &self.conv1x1 {
             sc = conv.forward(sc);
@@ -89,5 +112,25 @@ mod tests {
         let blk = AdainResBlk1dConfig::new(4, 2, 3).with_upsample(true).init(&d);
         let y = blk.forward(Tensor::ones([1, 4, 5], &d), Tensor::zeros([1, 3], &d));
         assert_eq!(y.dims(), [1, 2, 10]);
+    }
+
+    #[test]
+    fn padded_rows_match_their_unpadded_runs() {
+        // Rows of 5 and 2 valid steps padded to 5, zero past the end: an upsampling block gives
+        // each row what it gives alone, and zeros at its 2 * length.. padding.
+        use crate::nn::TimeMask;
+        use burn::tensor::Distribution;
+        let d = Device::ndarray();
+        let blk = AdainResBlk1dConfig::new(4, 2, 3).with_upsample(true).init(&d);
+        let mask = TimeMask::new(vec![5, 2], 5, &d);
+        let x = mask.apply(Tensor::<3>::random([2, 4, 5], Distribution::Normal(0.0, 1.0), &d));
+        let style = Tensor::<2>::random([2, 3], Distribution::Normal(0.0, 1.0), &d);
+        let y = blk.forward_masked(x.clone(), style.clone(), Some(&mask));
+        for (b, len) in [(0, 5), (1, 2)] {
+            let alone = blk.forward(x.clone().slice([b..b + 1, 0..4, 0..len]), style.clone().slice([b..b + 1]));
+            y.clone().slice([b..b + 1, 0..2, 0..2 * len]).into_data().assert_approx_eq::<f32>(&alone.into_data(), Default::default());
+        }
+        let pad = y.slice([1..2, 0..2, 4..10]).abs().sum().into_scalar::<f32>();
+        assert_eq!(pad, 0.0);
     }
 }

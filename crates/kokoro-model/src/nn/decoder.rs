@@ -14,6 +14,7 @@ use super::adain_resblk::{AdainResBlk1d, AdainResBlk1dConfig};
 use super::conv::conv1d;
 use super::generator::{Generator, GeneratorConfig, GeneratorOutput};
 use super::source::SourceNoise;
+use super::{TimeMask, masked};
 
 /// Configuration of a [`Decoder`].
 #[derive(Config, Debug)]
@@ -76,21 +77,59 @@ impl Decoder {
     /// - f0, n: `[batch, 2 * frames]`
     /// - style: `[batch, style_dim]` (decoder half of the voice's style vector)
     pub fn forward(&self, asr: Tensor<3>, f0: Tensor<2>, n: Tensor<2>, style: Tensor<2>, noise: SourceNoise) -> DecoderOutput {
-        let f0_down = self.F0_conv.forward(f0.clone().unsqueeze_dim(1));
-        let n_down = self.N_conv.forward(n.unsqueeze_dim(1));
-        let mut x = self.encode.forward(Tensor::cat(vec![asr.clone(), f0_down.clone(), n_down.clone()], 1), style.clone());
-        let asr_res = self.asr_res[0].forward(asr);
+        let x = self.features(asr, f0.clone(), n, style.clone(), None);
+        let generator = self.generator.forward(x.clone(), style, f0, noise);
+        DecoderOutput { generator_input: x, generator }
+    }
+
+    /// [`forward`](Self::forward) over a padded batch of `mask.lengths` frames per row, each row
+    /// with its own source noise. `asr`, `f0` and `n` must be zero past each row's end. The
+    /// generator input is zero at padded steps; the audio of row `b` is its first
+    /// `600 * lengths[b]` samples (zeros follow).
+    ///
+    /// # Shapes
+    /// - asr: `[batch, dim_in, frames]`
+    /// - f0, n: `[batch, 2 * frames]`
+    /// - style: `[batch, style_dim]`
+    /// - noise: `batch` values
+    /// - mask: `[batch, 1, frames]`
+    pub fn forward_masked(
+        &self,
+        asr: Tensor<3>,
+        f0: Tensor<2>,
+        n: Tensor<2>,
+        style: Tensor<2>,
+        noise: &[SourceNoise],
+        mask: &TimeMask,
+    ) -> DecoderOutput {
+        let x = self.features(asr, f0.clone(), n, style.clone(), Some(mask));
+        let generator = self.generator.forward_masked(x.clone(), style, f0, noise, &mask.scaled(2, 0));
+        DecoderOutput { generator_input: x, generator }
+    }
+
+    /// The AdaIN residual stack: the generator's input, `[batch, channels, 2 * frames]`.
+    fn features(&self, asr: Tensor<3>, f0: Tensor<2>, n: Tensor<2>, style: Tensor<2>, mask: Option<&TimeMask>) -> Tensor<3> {
+        // The stride-2 convs' biases are masked: the next convs must read zeros past the end.
+        let f0_down = masked(self.F0_conv.forward(f0.unsqueeze_dim(1)), mask);
+        let n_down = masked(self.N_conv.forward(n.unsqueeze_dim(1)), mask);
+        let mut x = self.encode.forward_masked(
+            Tensor::cat(vec![asr.clone(), f0_down.clone(), n_down.clone()], 1),
+            style.clone(),
+            mask,
+        );
+        let asr_res = masked(self.asr_res[0].forward(asr), mask);
+        let mut mask = mask.cloned();
         let mut residual = true;
         for block in &self.decode {
             if residual {
                 x = Tensor::cat(vec![x, asr_res.clone(), f0_down.clone(), n_down.clone()], 1);
             }
-            x = block.forward(x, style.clone());
+            x = block.forward_masked(x, style.clone(), mask.as_ref());
             if block.pool.is_some() {
                 residual = false;
+                mask = mask.map(|m| m.scaled(2, 0));
             }
         }
-        let generator = self.generator.forward(x.clone(), style, f0, noise);
-        DecoderOutput { generator_input: x, generator }
+        x
     }
 }

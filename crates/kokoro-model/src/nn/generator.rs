@@ -13,6 +13,7 @@ use super::adain::{AdaIn1d, AdaIn1dConfig};
 use super::conv::{conv1d, conv_transpose1d, snake};
 use super::source::{SourceModule, SourceModuleConfig, SourceNoise};
 use super::stft::Stft;
+use super::{TimeMask, masked};
 use crate::config::IstftNetConfig;
 
 /// Configuration of an [`AdaInResBlock1`].
@@ -61,12 +62,18 @@ impl AdaInResBlock1 {
     /// # Shapes
     /// - x: `[batch, channels, time]`, style: `[batch, style_dim]`
     /// - output: `[batch, channels, time]`
-    pub fn forward(&self, mut x: Tensor<3>, style: Tensor<2>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, style: Tensor<2>) -> Tensor<3> {
+        self.forward_masked(x, style, None)
+    }
+
+    /// [`forward`](Self::forward) over a padded batch whose padded steps are zero; they stay zero
+    /// (AdaIN masks its output, Snake maps 0 to 0, each conv's bias is masked).
+    pub fn forward_masked(&self, mut x: Tensor<3>, style: Tensor<2>, mask: Option<&TimeMask>) -> Tensor<3> {
         for i in 0..self.convs1.len() {
-            let mut xt = snake(self.adain1[i].forward(x.clone(), style.clone()), self.alpha1[i].val());
-            xt = self.convs1[i].forward(xt);
-            xt = snake(self.adain2[i].forward(xt, style.clone()), self.alpha2[i].val());
-            x = self.convs2[i].forward(xt) + x;
+            let mut xt = snake(self.adain1[i].forward_masked(x.clone(), style.clone(), mask), self.alpha1[i].val());
+            xt = masked(self.convs1[i].forward(xt), mask);
+            xt = snake(self.adain2[i].forward_masked(xt, style.clone(), mask), self.alpha2[i].val());
+            x = masked(self.convs2[i].forward(xt), mask) + x;
         }
         x
     }
@@ -174,36 +181,124 @@ impl Generator {
     /// - x: `[batch, channels, 2 * frames]` (decoder features)
     /// - style: `[batch, style_dim]` (decoder half)
     /// - f0: `[batch, 2 * frames]` in Hz
-    pub fn forward(&self, mut x: Tensor<3>, style: Tensor<2>, f0: Tensor<2>, noise: SourceNoise) -> GeneratorOutput {
-        let stft = Stft { n_fft: self.n_fft, hop: self.hop };
+    pub fn forward(&self, x: Tensor<3>, style: Tensor<2>, f0: Tensor<2>, noise: SourceNoise) -> GeneratorOutput {
+        let stft = self.stft();
         // 1. Harmonic source and its spectrum: [b, n_fft + 2, samples / hop + 1].
         let har = stft.magnitude_phase(self.m_source.forward(f0, noise));
+        let spectrum = self.spectrum(x, style, har, None);
+        GeneratorOutput { audio: self.istft(spectrum.clone()), spectrum }
+    }
+
+    /// [`forward`](Self::forward) over a padded batch whose `x` is zero past each row's
+    /// `mask.lengths[b]` steps, with each row's own source noise.
+    ///
+    /// The harmonic source (a running phase sum, with seeded noise of the row's own length), its
+    /// reflect-padded STFT and the inverse STFT read a row's ends, so they run per row on the
+    /// row's valid steps; each row's source noise is what an unbatched pass draws for it. The
+    /// convolutions run on the whole batch. Row `b` of the spectrum holds
+    /// `mask.lengths[b] * 60 + 1` valid frames (for Kokoro's 300x upsampling and hop 5), row `b`
+    /// of the audio `mask.lengths[b] * 300` valid samples; zeros follow.
+    ///
+    /// # Shapes
+    /// - x: `[batch, channels, time]` (decoder features; `time` = 2 * frames)
+    /// - style: `[batch, style_dim]`
+    /// - f0: `[batch, time]` in Hz
+    /// - noise: `batch` values
+    /// - mask: `[batch, 1, time]`
+    pub fn forward_masked(
+        &self,
+        x: Tensor<3>,
+        style: Tensor<2>,
+        f0: Tensor<2>,
+        noise: &[SourceNoise],
+        mask: &TimeMask,
+    ) -> GeneratorOutput {
+        let stft = self.stft();
+        let batch = mask.lengths.len();
+        assert_eq!(noise.len(), batch, "one source noise per row");
+        // 1. Per row: harmonic source and its spectrum, zero-padded to the batch's frames.
+        let har_mask = mask.scaled(self.m_source.upsample_scale / self.hop, 1);
+        let har = (0..batch)
+            .map(|b| {
+                let f0_b = f0.clone().slice([b..b + 1, 0..mask.lengths[b]]);
+                pad_time(stft.magnitude_phase(self.m_source.forward(f0_b, noise[b])), har_mask.time())
+            })
+            .collect();
+        let spectrum = self.spectrum(x, style, Tensor::cat(har, 0), Some(mask));
+        // 3. Per row: inverse STFT of its valid frames, zero-padded to the batch's samples.
+        let samples = self.hop * (har_mask.time() - 1);
+        let audio = (0..batch)
+            .map(|b| {
+                let [_, bins2, _] = spectrum.dims();
+                let rows = spectrum.clone().slice([b..b + 1, 0..bins2, 0..har_mask.lengths[b]]);
+                let audio = self.istft(rows);
+                let len = audio.dims()[1];
+                if len < samples {
+                    Tensor::cat(vec![audio, Tensor::zeros([1, samples - len], &f0.device())], 1)
+                } else {
+                    audio
+                }
+            })
+            .collect();
+        GeneratorOutput { audio: Tensor::cat(audio, 0), spectrum }
+    }
+
+    fn stft(&self) -> Stft {
+        Stft { n_fft: self.n_fft, hop: self.hop }
+    }
+
+    /// Upsampling stages and `conv_post`: the spectrum before exp/sin, `[b, n_fft + 2, frames]`.
+    /// With a mask (for `x`), padded steps are zeroed after every conv, at each stage's rate.
+    fn spectrum(&self, mut x: Tensor<3>, style: Tensor<2>, har: Tensor<3>, mask: Option<&TimeMask>) -> Tensor<3> {
         // 2. Upsampling stages, each adding the source branch, then averaging the resblocks.
         let stages = self.ups.len();
+        let mut mask = mask.cloned();
         for i in 0..stages {
+            let last = i + 1 == stages;
             x = leaky_relu(x, 0.1);
-            let x_source = self.noise_res[i].forward(self.noise_convs[i].forward(har.clone()), style.clone());
+            let time_in = x.dims()[2];
             x = self.ups[i].forward(x);
-            if i + 1 == stages {
+            // Each transposed conv multiplies the time axis by its stride; a row's valid steps too.
+            mask = mask.map(|m| m.scaled(x.dims()[2] / time_in, 0));
+            x = masked(x, mask.as_ref());
+            // The reflection pad adds one step in front: every row gains one valid step.
+            let stage_mask = if last { mask.as_ref().map(|m| m.scaled(1, 1)) } else { mask.clone() };
+            if last {
                 // ReflectionPad1d((1, 0)): prepend x[..., 1].
                 let [b, c, _] = x.dims();
                 x = Tensor::cat(vec![x.clone().slice([0..b, 0..c, 1..2]), x], 2);
             }
+            let source = masked(self.noise_convs[i].forward(har.clone()), stage_mask.as_ref());
+            let x_source = self.noise_res[i].forward_masked(source, style.clone(), stage_mask.as_ref());
             x = x + x_source;
             let blocks = &self.resblocks[i * self.num_kernels..(i + 1) * self.num_kernels];
             let sum = blocks
                 .iter()
-                .map(|b| b.forward(x.clone(), style.clone()))
+                .map(|b| b.forward_masked(x.clone(), style.clone(), stage_mask.as_ref()))
                 .reduce(|a, b| a + b)
                 .expect("at least one resblock kernel");
             x = sum / self.num_kernels as f64;
         }
-        // 3. Spectrum -> audio. F.leaky_relu's default slope is 0.01.
-        let spectrum = self.conv_post.forward(leaky_relu(x, 0.01));
+        // F.leaky_relu's default slope is 0.01.
+        self.conv_post.forward(leaky_relu(x, 0.01))
+    }
+
+    /// 3. Spectrum -> audio: `[b, hop * (frames - 1)]`.
+    fn istft(&self, spectrum: Tensor<3>) -> Tensor<2> {
+        let stft = self.stft();
         let [b, _, frames] = spectrum.dims();
         let bins = stft.bins();
         let magnitude = spectrum.clone().slice([0..b, 0..bins, 0..frames]).exp();
-        let phase = spectrum.clone().slice([0..b, bins..2 * bins, 0..frames]).sin();
-        GeneratorOutput { audio: stft.inverse(magnitude, phase), spectrum }
+        let phase = spectrum.slice([0..b, bins..2 * bins, 0..frames]).sin();
+        stft.inverse(magnitude, phase)
     }
+}
+
+/// Zero-pads `x: [b, c, t]` on the right to `time` steps.
+fn pad_time(x: Tensor<3>, time: usize) -> Tensor<3> {
+    let [b, c, t] = x.dims();
+    if t == time {
+        return x;
+    }
+    Tensor::cat(vec![x.clone(), Tensor::zeros([b, c, time - t], &x.device())], 2)
 }

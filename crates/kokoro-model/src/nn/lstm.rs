@@ -77,11 +77,26 @@ impl BiLstm {
     /// - input: `[batch, time, input]`
     /// - output: `[batch, time, 2 * hidden]` (forward features, then reverse)
     pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
+        self.forward_masked(input, None)
+    }
+
+    /// [`forward`](Self::forward) over a padded batch whose row `b` holds `lengths[b]` valid steps
+    /// followed by padding. The forward direction reaches the padding only after the valid steps;
+    /// the reverse direction runs over each row reversed within its own length (a per-row gather),
+    /// so it starts from a zero state at the row's last valid step exactly as an unbatched pass
+    /// does. Outputs at padded steps are unspecified (callers mask them). With `None` every row is
+    /// `time` steps long.
+    ///
+    /// # Shapes
+    /// - input: `[batch, time, input]`
+    /// - lengths: `batch` values in `1..=time`
+    /// - output: `[batch, time, 2 * hidden]` (forward features, then reverse)
+    pub fn forward_masked(&self, input: Tensor<3>, lengths: Option<&[usize]>) -> Tensor<3> {
         let [batch, time, d_input] = input.dims();
         let h = self.d_hidden;
         let device = input.device();
 
-        // 1. Input projections for all steps, both directions: [2, batch * time, 4H].
+        // 1. Input projections for all steps, both directions: [batch, time, 4H] each.
         let x = input.reshape([batch * time, d_input]);
         let project = |w: &Param<Tensor<2>>, bi: &Param<Tensor<1>>, bh: &Param<Tensor<1>>| {
             x.clone().matmul(w.val().transpose()) + (bi.val() + bh.val()).unsqueeze::<2>()
@@ -90,8 +105,18 @@ impl BiLstm {
             .reshape([batch, time, 4 * h]);
         let rev = project(&self.weight_ih_l0_reverse, &self.bias_ih_l0_reverse, &self.bias_hh_l0_reverse)
             .reshape([batch, time, 4 * h]);
+        // The reverse direction's steps in the order it reads them. The reversal is its own
+        // inverse, so the same one puts its outputs back in time order.
+        let reversal = lengths.filter(|l| l.iter().any(|&n| n != time)).map(|l| within_length_reversal(l, time, &device));
+        let reverse = |t: Tensor<3>| match &reversal {
+            Some(idx) => {
+                let [b, n, c] = t.dims();
+                t.reshape([b * n, c]).select(0, idx.clone()).reshape([b, n, c])
+            }
+            None => t.flip([1]),
+        };
         // Stack the directions as one batch of 2 * batch sequences: [2 * batch, time, 4H].
-        let gates_in = Tensor::cat(vec![fwd, rev], 0);
+        let gates_in = Tensor::cat(vec![fwd, reverse(rev)], 0);
         // Recurrent weights, transposed once: [2 * batch, H, 4H].
         let w_hh = Tensor::stack::<3>(
             vec![self.weight_hh_l0.val().transpose(), self.weight_hh_l0_reverse.val().transpose()],
@@ -101,20 +126,12 @@ impl BiLstm {
         .expand([2, batch, h, 4 * h])
         .reshape([2 * batch, h, 4 * h]);
 
-        // 2. Step: the forward half reads step t, the reverse half step time - 1 - t.
+        // 2. Step both directions together.
         let mut hidden = Tensor::<3>::zeros([2 * batch, 1, h], &device);
         let mut cell = Tensor::<3>::zeros([2 * batch, 1, h], &device);
-        let mut outputs_fwd = Vec::with_capacity(time);
-        let mut outputs_rev = Vec::with_capacity(time);
+        let mut outputs = Vec::with_capacity(time);
         for t in 0..time {
-            let tr = time - 1 - t;
-            let x_t = Tensor::cat(
-                vec![
-                    gates_in.clone().slice([0..batch, t..t + 1]),
-                    gates_in.clone().slice([batch..2 * batch, tr..tr + 1]),
-                ],
-                0,
-            );
+            let x_t = gates_in.clone().slice([0..2 * batch, t..t + 1]);
             let gates = x_t + hidden.matmul(w_hh.clone());
             let i = sigmoid(gates.clone().slice([0..2 * batch, 0..1, 0..h]));
             let f = sigmoid(gates.clone().slice([0..2 * batch, 0..1, h..2 * h]));
@@ -122,14 +139,24 @@ impl BiLstm {
             let o = sigmoid(gates.slice([0..2 * batch, 0..1, 3 * h..4 * h]));
             cell = f * cell + i * g;
             hidden = o * tanh(cell.clone());
-            outputs_fwd.push(hidden.clone().slice([0..batch]));
-            outputs_rev.push(hidden.clone().slice([batch..2 * batch]));
+            outputs.push(hidden.clone());
         }
-        outputs_rev.reverse();
-        let fwd = Tensor::cat(outputs_fwd, 1);
-        let rev = Tensor::cat(outputs_rev, 1);
+        let outputs = Tensor::cat(outputs, 1); // [2 * batch, time, H]
+        let fwd = outputs.clone().slice([0..batch]);
+        let rev = reverse(outputs.slice([batch..2 * batch]));
         Tensor::cat(vec![fwd, rev], 2)
     }
+}
+
+/// Flat row indices into `[batch * time, ..]` that reverse each row's first `lengths[b]` steps
+/// and leave its padding in place.
+fn within_length_reversal(lengths: &[usize], time: usize, device: &burn::tensor::Device) -> Tensor<1, burn::tensor::Int> {
+    let idx: Vec<i64> = lengths
+        .iter()
+        .enumerate()
+        .flat_map(|(b, &n)| (0..time).map(move |t| (b * time + if t < n { n - 1 - t } else { t }) as i64))
+        .collect();
+    Tensor::from_data(burn::tensor::TensorData::new(idx, [lengths.len() * time]), device)
 }
 
 #[cfg(test)]
@@ -160,6 +187,19 @@ mod tests {
         assert_eq!(out.dims(), [1, 1, 2]);
         out.into_data()
             .assert_approx_eq::<f32>(&TensorData::from([[[0.181689f32, 0.181689]]]), Default::default());
+    }
+
+    #[test]
+    fn padded_rows_match_their_unpadded_runs() {
+        // Rows of 3 and 1 valid steps padded to 4: each row's valid outputs equal a batch of one.
+        let device = Device::ndarray();
+        let lstm = BiLstmConfig::new(2, 3).init(&device);
+        let x = Tensor::<3>::random([2, 4, 2], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let out = lstm.forward_masked(x.clone(), Some(&[3, 1]));
+        for (b, len) in [(0, 3), (1, 1)] {
+            let alone = lstm.forward(x.clone().slice([b..b + 1, 0..len]));
+            out.clone().slice([b..b + 1, 0..len]).into_data().assert_approx_eq::<f32>(&alone.into_data(), Default::default());
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::adain::{AdaLayerNorm, AdaLayerNormConfig};
 use super::adain_resblk::{AdainResBlk1d, AdainResBlk1dConfig};
 use super::conv::conv1d;
 use super::lstm::{BiLstm, BiLstmConfig};
+use super::{TimeMask, masked};
 
 /// Configuration of a [`ProsodyPredictor`].
 #[derive(Config, Debug)]
@@ -103,13 +104,20 @@ impl DurationEncoder {
     /// - style: `[batch, style_dim]`
     /// - output (`d`): `[batch, tokens, hidden + style_dim]`
     pub fn forward(&self, d_en: Tensor<3>, style: Tensor<2>) -> Tensor<3> {
+        self.forward_masked(d_en, style, None)
+    }
+
+    /// [`forward`](Self::forward) over a padded batch of `lengths[b]` tokens per row. AdaLayerNorm
+    /// acts per token, so only the bi-LSTMs need the lengths. Outputs at padded tokens are
+    /// unspecified.
+    pub fn forward_masked(&self, d_en: Tensor<3>, style: Tensor<2>, lengths: Option<&[usize]>) -> Tensor<3> {
         let [batch, _, tokens] = d_en.dims();
         let [_, style_dim] = style.dims();
         let s = style.clone().unsqueeze_dim::<3>(1).expand([batch, tokens, style_dim]);
         let mut x = Tensor::cat(vec![d_en.swap_dims(1, 2), s.clone()], 2);
         for layer in &self.lstms {
             x = match layer {
-                DurationLayer::Lstm(lstm) => lstm.forward(x),
+                DurationLayer::Lstm(lstm) => lstm.forward_masked(x, lengths),
                 DurationLayer::Norm(norm) => Tensor::cat(vec![norm.forward(x, style.clone()), s.clone()], 2),
             };
         }
@@ -124,7 +132,13 @@ impl ProsodyPredictor {
     /// - d: `[batch, tokens, hidden + style_dim]`
     /// - output: `[batch, tokens]`
     pub fn durations(&self, d: Tensor<3>) -> Tensor<2> {
-        let x = self.lstm.forward(d);
+        self.durations_masked(d, None)
+    }
+
+    /// [`durations`](Self::durations) over a padded batch of `lengths[b]` tokens per row; values
+    /// at padded tokens are unspecified.
+    pub fn durations_masked(&self, d: Tensor<3>, lengths: Option<&[usize]>) -> Tensor<2> {
+        let x = self.lstm.forward_masked(d, lengths);
         let logits = self.duration_proj.linear_layer.forward(x);
         sigmoid(logits).sum_dim(2).squeeze_dim(2)
     }
@@ -136,13 +150,32 @@ impl ProsodyPredictor {
     /// - style: `[batch, style_dim]`
     /// - output: (`F0`, `N`), each `[batch, 2 * frames]`
     pub fn f0_n(&self, en: Tensor<3>, style: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let x = self.shared.forward(en.swap_dims(1, 2)).swap_dims(1, 2);
+        self.f0_n_masked(en, style, None)
+    }
+
+    /// [`f0_n`](Self::f0_n) over a padded batch of `mask.lengths` frames per row: the shared
+    /// bi-LSTM runs within each row's length, its output is zeroed at padding before the conv
+    /// blocks, and the curves are zero past each row's `2 * length` values.
+    ///
+    /// # Shapes
+    /// - en: `[batch, hidden + style_dim, frames]`
+    /// - style: `[batch, style_dim]`
+    /// - mask: `[batch, 1, frames]`
+    /// - output: (`F0`, `N`), each `[batch, 2 * frames]`
+    pub fn f0_n_masked(&self, en: Tensor<3>, style: Tensor<2>, mask: Option<&TimeMask>) -> (Tensor<2>, Tensor<2>) {
+        let lengths = mask.map(|m| m.lengths.as_slice());
+        let x = masked(self.shared.forward_masked(en.swap_dims(1, 2), lengths).swap_dims(1, 2), mask);
+        let out_mask = mask.map(|m| m.scaled(2, 0));
         let run = |blocks: &[AdainResBlk1d], proj: &Conv1d| {
             let mut y = x.clone();
+            let mut m = mask;
             for b in blocks {
-                y = b.forward(y, style.clone());
+                y = b.forward_masked(y, style.clone(), m);
+                if b.pool.is_some() {
+                    m = out_mask.as_ref();
+                }
             }
-            proj.forward(y).squeeze_dim::<2>(1)
+            masked(proj.forward(y), m).squeeze_dim::<2>(1)
         };
         (run(&self.F0, &self.F0_proj), run(&self.N, &self.N_proj))
     }

@@ -13,6 +13,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::conv::conv1d;
 use super::lstm::{BiLstm, BiLstmConfig};
+use super::{TimeMask, masked};
 
 /// Configuration of a [`TextEncoder`].
 #[derive(Config, Debug)]
@@ -68,12 +69,26 @@ impl TextEncoder {
     /// - input_ids: `[batch, tokens]`
     /// - output (`t_en`): `[batch, channels, tokens]`
     pub fn forward(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
-        let mut x = self.embedding.forward(input_ids).swap_dims(1, 2); // [b, c, t]
+        self.forward_masked(input_ids, None)
+    }
+
+    /// [`forward`](Self::forward) over a padded batch of `mask.lengths` tokens per row: padded
+    /// tokens are zeroed before every conv (their embeddings and the conv biases would not be)
+    /// and the bi-LSTM runs within each row's length. Outputs at padded tokens are unspecified.
+    ///
+    /// # Shapes
+    /// - input_ids: `[batch, tokens]`
+    /// - mask: `[batch, 1, tokens]`
+    /// - output (`t_en`): `[batch, channels, tokens]`
+    pub fn forward_masked(&self, input_ids: Tensor<2, Int>, mask: Option<&TimeMask>) -> Tensor<3> {
+        let mut x = masked(self.embedding.forward(input_ids).swap_dims(1, 2), mask); // [b, c, t]
         for block in &self.cnn {
             x = block.conv.forward(x);
             x = block.norm.forward(x.swap_dims(1, 2)).swap_dims(1, 2);
-            x = leaky_relu(x, 0.2);
+            // LayerNorm and LeakyReLU act per token; one mask before the next conv suffices.
+            x = masked(leaky_relu(x, 0.2), mask);
         }
-        self.lstm.forward(x.swap_dims(1, 2)).swap_dims(1, 2)
+        let lengths = mask.map(|m| m.lengths.as_slice());
+        self.lstm.forward_masked(x.swap_dims(1, 2), lengths).swap_dims(1, 2)
     }
 }
