@@ -16,6 +16,9 @@
 //! assert_eq!(out.audio.len(), 600 * out.durations.iter().sum::<u32>() as usize);
 //! ```
 //!
+//! [`KModel::forward_batch`] runs several utterances (each with its own length, style, speed and
+//! noise) as one padded batch and gives each what `forward` gives it alone, up to float rounding.
+//!
 //! Vocabulary: a *frame* is one aligned step (600 samples); *durations* are frames per token; a
 //! *style vector* is the row of a voice pack (`kokoro-voice`) that conditions one utterance.
 //!
