@@ -142,8 +142,8 @@ impl BiLstm {
             outputs.push(hidden.clone());
         }
         let outputs = Tensor::cat(outputs, 1); // [2 * batch, time, H]
-        let fwd = outputs.clone().slice([0..batch]);
-        let rev = reverse(outputs.slice([batch..2 * batch]));
+        let fwd = outputs.clone().narrow(0, 0, batch);
+        let rev = reverse(outputs.narrow(0, batch, batch));
         Tensor::cat(vec![fwd, rev], 2)
     }
 }
