@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kokoro_engine::wav::PcmWavWriter;
-use kokoro_engine::{Engine, EngineError, Priority, Request, SAMPLE_RATE, Scheduler, SchedulerConfig, SourceNoise, Stream};
+use kokoro_engine::{Batching, Engine, EngineError, Priority, Request, SAMPLE_RATE, Scheduler, SchedulerConfig, SourceNoise, Stream};
 use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceChoice;
@@ -62,7 +62,7 @@ pub struct BatchArgs {
     /// Skip items already done (manifest says ok and the file is there).
     #[arg(long)]
     resume: bool,
-    /// Chunks per forward pass (default: tuned at start).
+    /// Chunks per forward pass (default: tuned at start; always 1 with --deterministic).
     #[arg(long)]
     max_batch: Option<usize>,
     /// Worker threads on the engine (default: tuned at start).
@@ -167,13 +167,16 @@ pub fn batch(cache: &Cache, args: BatchArgs) -> Result<()> {
 
     // Tuning on the first items (their audio is kept: nothing is spoken twice).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chosen = match (args.workers, args.max_batch) {
-        (Some(w), Some(b)) => SchedulerConfig { workers: w.max(1), max_batch: b.max(1), ..base_config() },
+    // A batched pass equals the single ones up to float rounding only: deterministic files, which
+    // must equal `kokoro say`, are spoken one chunk per pass.
+    let max_batch = if args.deterministic { Some(1) } else { args.max_batch };
+    let chosen = match (args.workers, max_batch) {
+        (Some(w), Some(b)) => config(w, b),
         _ => {
             let mut candidates = Vec::new();
             for workers in args.workers.map_or_else(|| vec![1, 2.min(cores)], |w| vec![w]) {
-                for max_batch in args.max_batch.map_or_else(|| vec![1, 4], |b| vec![b]) {
-                    let c = SchedulerConfig { workers, max_batch, ..base_config() };
+                for max_batch in max_batch.map_or_else(|| vec![1, 4], |b| vec![b]) {
+                    let c = config(workers, max_batch);
                     if !candidates.contains(&c) {
                         candidates.push(c);
                     }
@@ -198,7 +201,10 @@ pub fn batch(cache: &Cache, args: BatchArgs) -> Result<()> {
                 note(&bar, format!("tuning: chose workers {} max_batch {} ({rate:.2} audio s per wall s)", c.workers, c.max_batch));
                 c
             } else {
-                let c = SchedulerConfig { workers: args.workers.unwrap_or(1), max_batch: args.max_batch.unwrap_or(4), ..base_config() };
+                let mut c = config(args.workers.unwrap_or(1), max_batch.unwrap_or(4));
+                if max_batch.is_none() {
+                    c.batching = Batching::Auto; // unmeasured: batches where they pay (GPU backends)
+                }
                 note(&bar, format!("tuning: too few items to measure; workers {} max_batch {}", c.workers, c.max_batch));
                 c
             }
@@ -235,8 +241,12 @@ pub fn batch(cache: &Cache, args: BatchArgs) -> Result<()> {
 }
 
 /// Bulk work: a batch waits a little for company; no response cache (items rarely repeat).
-fn base_config() -> SchedulerConfig {
-    SchedulerConfig { max_wait: Duration::from_millis(20), response_cache_bytes: 0, ..SchedulerConfig::default() }
+/// `workers` threads, each running up to `max_batch` chunks per forward pass. Batching is on
+/// whenever `max_batch` > 1, on any backend: tuning measures whether it pays.
+fn config(workers: usize, max_batch: usize) -> SchedulerConfig {
+    let (workers, max_batch) = (workers.max(1), max_batch.max(1));
+    let batching = if max_batch > 1 { Batching::On } else { Batching::Off };
+    SchedulerConfig { workers, max_batch, batching, max_wait: Duration::from_millis(20), response_cache_bytes: 0, ..SchedulerConfig::default() }
 }
 
 struct Run<'a> {

@@ -2,7 +2,7 @@
 //!
 //! 1. Throughput (audio seconds per wall second) for 1, 4, 16 and 64 concurrent clients, each
 //!    sending requests of mixed length one after another, with batching off (`max_batch` 1) and
-//!    on (`max_batch` 8), side by side.
+//!    on (`max_batch` 8, `Batching::On` whatever the backend), side by side.
 //! 2. Time to first audio (p50, p99) of short interactive requests while a 100-item bulk job
 //!    runs, with priorities on and off.
 //! 3. Peak memory (the process's high-water RSS) after each part.
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use kokoro_engine::{Engine, Priority, Request, Scheduler, SchedulerConfig, VoiceStore};
+use kokoro_engine::{Batching, Engine, Priority, Request, Scheduler, SchedulerConfig, VoiceStore};
 
 /// Mixed lengths: about 1, 3 and 6 seconds of audio.
 const TEXTS: [&str; 3] = [
@@ -56,7 +56,8 @@ pub fn run<S: VoiceStore + Send + Sync + 'static>(engine: Arc<Engine<S>>, concur
 /// `clients` threads each sending requests one after another until `requests` are done; returns
 /// audio seconds per wall second and the mean chunks per forward pass.
 fn throughput<S: VoiceStore + Send + Sync + 'static>(engine: &Arc<Engine<S>>, clients: usize, requests: usize, max_batch: usize) -> Result<(f64, f64)> {
-    let config = SchedulerConfig { max_batch, max_wait: Duration::from_millis(5), response_cache_bytes: 0, max_requests: 4096, ..SchedulerConfig::default() };
+    let batching = if max_batch > 1 { Batching::On } else { Batching::Off };
+    let config = SchedulerConfig { max_batch, batching, max_wait: Duration::from_millis(5), response_cache_bytes: 0, max_requests: 4096, ..SchedulerConfig::default() };
     let scheduler = Arc::new(Scheduler::new(engine.clone(), config));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();

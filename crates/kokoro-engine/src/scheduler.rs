@@ -158,8 +158,10 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerConfig {
-    /// Most chunks in one forward pass.
+    /// Most chunks in one forward pass (where batching is on).
     pub max_batch: usize,
+    /// Whether chunks share forward passes: by default where it pays ([`Engine::batching_pays`]).
+    pub batching: Batching,
     /// Longest a chunk waits for company before its batch runs short.
     #[serde(with = "millis")]
     pub max_wait: Duration,
@@ -190,6 +192,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
             max_batch: 8,
+            batching: Batching::Auto,
             max_wait: Duration::from_millis(10),
             aging: Duration::from_secs(5),
             priorities: true,
@@ -202,6 +205,20 @@ impl Default for SchedulerConfig {
             response_cache_bytes: 64 << 20,
         }
     }
+}
+
+/// Whether the scheduler runs several chunks in one forward pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Batching {
+    /// On where one batched pass beats separate ones ([`Engine::batching_pays`]: GPU backends),
+    /// off on the CPU, where a batch only adds padding to compute-bound work.
+    #[default]
+    Auto,
+    /// Up to `max_batch` chunks of similar length per pass, whatever the backend.
+    On,
+    /// One chunk per pass.
+    Off,
 }
 
 mod millis {
@@ -717,8 +734,13 @@ impl<S: VoiceStore + Send + Sync + 'static> Shared<S> {
     /// or how long to wait (for work, or for company within `max_wait`).
     fn pick(&self, state: &mut State, now: Instant) -> Pick {
         let c = &self.config;
-        // Batches the engine would run item by item only delay urgent chunks (no speed gained).
-        let max_batch = if self.engine.batches_natively() { c.max_batch } else { 1 };
+        // A batch that does not pay only delays the urgent chunk at its head.
+        let batching = match c.batching {
+            Batching::Auto => self.engine.batching_pays(),
+            Batching::On => true,
+            Batching::Off => false,
+        };
+        let max_batch = if batching { c.max_batch } else { 1 };
         if state.queue.is_empty() {
             // Nothing to do: sleep until woken; wake now and then for deadlines.
             return Pick::Wait(Duration::from_millis(100));

@@ -111,3 +111,38 @@ fn bad_requests_are_named_with_stable_codes() {
         assert_eq!(err.code(), "bad_speed");
     }
 }
+
+#[test]
+fn a_batch_speaks_each_item_as_it_is_spoken_alone_and_a_bad_item_fails_alone() {
+    use kokoro_engine::BatchItem;
+    use kokoro_model::eval::try_log_mel_distance;
+    let e = engine();
+    let plan = |text: &str, voice: &str| -> Utterance {
+        e.plan(text, e.dialect(None, voice).unwrap(), unpacked()).unwrap().next().unwrap().unwrap()
+    };
+    let (heart, emma) = (pollster::block_on(e.voice("af_heart")).unwrap(), pollster::block_on(e.voice("bf_emma")).unwrap());
+    let utterances = [plan("Good morning, everyone.", "af_heart"), plan("Is it raining?", "bf_emma"), plan("Yes.", "af_heart")];
+    let items = [
+        BatchItem { utterance: &utterances[0], voice: &heart, speed: 1.0, noise: SourceNoise::Deterministic },
+        BatchItem { utterance: &utterances[1], voice: &emma, speed: 1.3, noise: SourceNoise::Seeded(5) },
+        BatchItem { utterance: &utterances[2], voice: &heart, speed: 0.8, noise: SourceNoise::Deterministic },
+    ];
+    let batched = e.synthesize_batch(&items);
+    assert_eq!(batched.len(), 3);
+    for (item, out) in items.iter().zip(batched) {
+        let out = out.unwrap();
+        let alone = e.synthesize(item.utterance, item.voice, item.speed, item.noise).unwrap();
+        assert_eq!(out.durations, alone.durations, "{:?}: durations", item.utterance.phonemes);
+        assert_eq!(out.words, alone.words, "word times follow the durations");
+        assert_eq!(out.audio.len(), alone.audio.len());
+        // The golden tests' tolerance (kokoro-model tests/batched.rs measures each stage).
+        let mel = try_log_mel_distance(&out.audio, &alone.audio).unwrap();
+        assert!(mel < 0.05, "{:?}: log-mel distance {mel}", item.utterance.phonemes);
+    }
+    // An item the model refuses (nothing to say) fails alone; the others are still spoken.
+    let empty = Utterance::from_phonemes("");
+    let with_bad = [items[0], BatchItem { utterance: &empty, ..items[2] }, items[2]];
+    let results = e.synthesize_batch(&with_bad);
+    assert_eq!(results[1].as_ref().unwrap_err().code(), "nothing_to_say");
+    assert!(results[0].is_ok() && results[2].is_ok());
+}

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kokoro_engine::{
-    Backend, ChunkOptions, Engine, EngineError, Priority, Request, Scheduler, SchedulerConfig, SourceNoise, SpokenChunk, Stream,
+    Backend, Batching, ChunkOptions, Engine, EngineError, Priority, Request, Scheduler, SchedulerConfig, SourceNoise, SpokenChunk, Stream,
 };
 use kokoro_model::Kokoro;
 use kokoro_voice::DirStore;
@@ -240,6 +240,36 @@ fn streams_equal_the_engine_alone_and_a_repeat_comes_from_the_cache() {
 }
 
 #[test]
+fn with_batching_on_similar_chunks_share_one_pass_each_as_spoken_alone() {
+    let e = engine();
+    let texts = ["Good morning.", "Good evening.", "Good night."];
+    let alone: Vec<SpokenChunk> = {
+        let voice = pollster::block_on(e.voice("af_heart")).unwrap();
+        texts
+            .iter()
+            .map(|t| {
+                let u = e.plan(*t, kokoro_engine::Dialect::EnUs, unpacked()).unwrap().next().unwrap().unwrap();
+                e.synthesize(&u, &voice, 1.0, SourceNoise::Deterministic).unwrap()
+            })
+            .collect()
+    };
+    // Long enough a wait that all three are queued before the first batch leaves.
+    let config = SchedulerConfig { max_batch: 3, batching: Batching::On, max_wait: Duration::from_secs(3), response_cache_bytes: 0, ..serial() };
+    let s = Scheduler::new(e, config);
+    let streams: Vec<Stream> = texts.iter().map(|t| s.submit(Request::text(*t, "af_heart")).unwrap()).collect();
+    for (stream, alone) in streams.into_iter().zip(&alone) {
+        let chunks = stream.collect_audio().unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].durations, alone.durations, "a batched chunk has its own durations");
+        assert_eq!(chunks[0].audio.len(), alone.audio.len());
+        let mel = kokoro_model::eval::try_log_mel_distance(&chunks[0].audio, &alone.audio).unwrap();
+        assert!(mel < 0.05, "log-mel distance {mel} (the golden tolerance)");
+    }
+    let stats = s.stats();
+    assert_eq!((stats.chunks, stats.batches), (3, 1), "three chunks in one forward pass");
+}
+
+#[test]
 fn a_long_text_does_not_hold_up_a_short_request() {
     let s = Scheduler::new(engine(), serial());
     let mut long = s.submit(Request::text(TWELVE, "af_heart").chunking(unpacked())).unwrap();
@@ -260,7 +290,8 @@ fn threads_submitting_and_cancelling_at_random_lose_and_duplicate_no_chunk() {
     let e = engine();
     let s = Arc::new(Scheduler::new(
         e.clone(),
-        SchedulerConfig { max_batch: 4, max_wait: Duration::from_millis(3), workers: 2, response_cache_bytes: 0, ..SchedulerConfig::default() },
+        // Real batches (one forward pass for several chunks) even on the CPU.
+        SchedulerConfig { max_batch: 4, batching: Batching::On, max_wait: Duration::from_millis(3), workers: 2, response_cache_bytes: 0, ..SchedulerConfig::default() },
     ));
     let texts = ["Hi.", "Yes. No.", "One. Two. Three.", "Good morning to you."];
     let expected: Vec<usize> = texts

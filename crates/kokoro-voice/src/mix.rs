@@ -173,10 +173,10 @@ impl MixSpec {
     /// `af_bella(4)+af_sky(2)` share one).
     pub fn canonical(&self) -> Result<String, MixError> {
         let weights = self.weights()?;
-        if let [(name, w)] = &weights[..] {
-            if is_unit(*w) {
-                return Ok(name.clone());
-            }
+        if let [(name, w)] = &weights[..]
+            && is_unit(*w)
+        {
+            return Ok(name.clone());
         }
         let mut key = if self.normalize { String::new() } else { "raw:".to_string() };
         for (i, (name, w)) in weights.iter().enumerate() {

@@ -54,7 +54,7 @@ pub fn predict(
 pub fn synthetic_trace(voices: &[String], days: u64, per_day: u64, seed: u64) -> Vec<(u64, String)> {
     let mut rng = XorShift(seed.max(1));
     let n = voices.len();
-    let start = 1_700_006_400 - 1_700_006_400 % 86_400;
+    let start: u64 = 1_700_006_400; // a midnight, UTC (a multiple of 86,400)
     let mut trace = Vec::new();
     for day in 0..days {
         let mut times: Vec<u64> = (0..per_day)
