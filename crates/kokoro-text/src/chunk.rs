@@ -330,7 +330,17 @@ impl<F: Borrow<FrontEnd>> ChunkerOf<F> {
         let sentences = segment::sentences(&self.buffer);
         // The last sentence may go on in the next push: even "... St. " may continue with a name.
         let complete = sentences.len().saturating_sub(1);
-        self.process(&sentences[..complete], sentences.get(complete).map_or(self.buffer.len(), |r| r.start))
+        let mut out = self.process(&sentences[..complete], sentences.get(complete).map_or(self.buffer.len(), |r| r.start));
+        // Unpacked, the open chunk is done once the next sentence will make phonemes of its own
+        // (ASCII letters and digits are always read): out now, not when that sentence is complete,
+        // so a stream speaks each sentence as soon as the next one begins. Until then it stays
+        // open, as in `ChunksOf`, because text that makes no phonemes ("...") extends it.
+        if !self.packer.options.pack_sentences && self.buffer.chars().any(|c| c.is_ascii_alphanumeric()) {
+            let mut ready = VecDeque::new();
+            self.packer.finish(&mut ready);
+            out.extend(ready);
+        }
+        out
     }
 
     /// Processes everything pushed so far, the sentence under way included (as if the text ended
@@ -507,6 +517,18 @@ mod tests {
         assert_eq!((rest[0].index, rest[0].source.clone()), (1, 21..37));
         assert_eq!(rest[0].words[0].source, 21..24);
         assert_eq!(rest[0].words.last().unwrap().source, 32..36, "\"Fine\"");
+    }
+
+    #[test]
+    fn unpacked_a_sentence_comes_out_as_soon_as_the_next_one_begins() {
+        let mut chunker = Chunker::new(&FRONT, ChunkOptions { pack_sentences: false, ..ChunkOptions::default() });
+        // Complete, but "..." could still follow and extend its chunk.
+        assert!(chunker.push("One sentence. ").is_empty());
+        let first: Vec<Chunk> = chunker.push("And").into_iter().collect::<Result<_, _>>().unwrap();
+        assert_eq!(first.iter().map(|c| c.source.clone()).collect::<Vec<_>>(), [0..13]);
+        // Packed, it waits: the next sentence may join its chunk.
+        let mut packed = Chunker::new(&FRONT, ChunkOptions::default());
+        assert!(packed.push("One sentence. And").is_empty());
     }
 
     #[test]
