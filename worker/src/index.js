@@ -53,8 +53,10 @@ function checkPriority(priority) {
   }
 }
 
-/** An error from the worker: its name and message, and the engine's stable `code` when it has one. */
-/** @param {import('./protocol').WireError} error */
+/**
+ * An error from the worker: its name and message, and the engine's stable `code` when it has one.
+ * @param {import('./protocol').WireError} error
+ */
 function toError({ name, message, code }) {
   /** @type {Error & { code?: string }} */
   const e = new Error(message);
