@@ -30,7 +30,7 @@ echo "== bindings and the npm package"
 rm -rf worker/dist
 mkdir -p worker/dist/pkg
 "$tools/bin/wasm-bindgen" --target web --out-dir worker/dist/pkg "$wasm"
-cp worker/src/*.js worker/src/index.d.ts worker/dist/
+cp worker/src/*.js worker/src/index.d.ts worker/src/protocol.d.ts worker/dist/
 mkdir -p "$KOKORO_CACHE/web"
 (cd worker && npm pack --silent --pack-destination "$KOKORO_CACHE/web" >/dev/null)
 

@@ -246,6 +246,135 @@ test('CPU fallback backend in the worker speaks like the native build', async ()
   }
 });
 
+test('a TextSplitterStream is spoken as its text arrives, flushed, survives a trap, and cancels', async () => {
+  const b = await launch({ webgpu: false });
+  try {
+    const page = await harness(b.context);
+    const got = await page.evaluate(async () => {
+      const { KokoroTTS, TextSplitterStream } = window.kokoro;
+      const tts = window.tts = await KokoroTTS.load({ device: 'cpu', modelUrl: '/model/kokoro-v1_0-int8.safetensors', voicesUrl: '/voices/' });
+      const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+      const events = [];
+      tts.onLog = (e) => { if (e.event === 'request' || e.event === 'restart') events.push(e); };
+      // Word by word, as an LLM's tokens come: each word with the space before it.
+      const pushWords = async (splitter, text) => { for (const w of text.split(/(?= )/)) { splitter.push(w); await sleep(20); } };
+      const until = async (what, ms = 300_000) => { const t0 = performance.now(); while (!what()) { if (performance.now() - t0 > ms) throw new Error('timed out'); await sleep(20); } };
+
+      // 1. Incremental: the first sentence is spoken while the text is still open (before close()),
+      // a flush speaks a sentence that has no end, a trap on the CPU restarts the engine and the
+      // stream goes on on the new instance (its chunker rebuilt from the text so far).
+      const from = window.wire.length;
+      const splitter = new TextSplitterStream();
+      const chunks = [];
+      let loopEnded = false;
+      const loop = (async () => {
+        for await (const c of tts.stream(splitter, { voice: 'af_heart' })) {
+          chunks.push({ index: c.index, text: c.text, samples: c.audio.length, words: c.words.map((w) => w.text), closedYet: splitter.closed });
+        }
+        loopEnded = true;
+      })();
+      await pushWords(splitter, 'The first sentence arrives word by word. A second');
+      await until(() => chunks.length === 1);
+      const afterFirst = { chunks: chunks.length, loopEnded };
+      await pushWords(splitter, ' one follows it. And a third has no end');
+      await until(() => chunks.length === 2);
+      await sleep(500);
+      const beforeFlush = chunks.length;       // the third sentence waits: it may go on
+      splitter.flush();
+      await until(() => chunks.length === 3);
+      await tts.debug.trapNextChunks(1);
+      await pushWords(splitter, ' Then a crash comes. And the last words.');
+      splitter.close();
+      await loop;
+      const id = window.wire.slice(from).find((m) => m.dir === 'out' && m.type === 'stream').id;
+      const notices = window.wire.slice(from).filter((m) => m.dir === 'out' && m.id === id).map((m) => m.type);
+      const streamEnd = events.find((e) => e.event === 'request' && e.id === id && e.state === 'end');
+      const restarts = events.filter((e) => e.event === 'restart').length;
+
+      // 2. Leaving the loop while the stream waits for text (parked, nothing to speak): one cancel,
+      // and the worker ends the request at once, 'cancelled', having posted the one chunk.
+      events.length = 0;
+      const from2 = window.wire.length;
+      const parked = new TextSplitterStream();
+      parked.push('Only one sentence is complete. The next one');
+      let got2 = 0;
+      for await (const c of tts.stream(parked)) { got2 += 1; if (c.index === 0) break; }
+      await until(() => events.some((e) => e.state === 'end'), 10_000);
+      parked.push(' goes nowhere.');     // the request is over: dropped, no error, no message
+      await sleep(100);
+      const id2 = window.wire.slice(from2).find((m) => m.dir === 'out' && m.type === 'stream').id;
+      const sent2 = window.wire.slice(from2).filter((m) => m.id === id2);
+      const early = { got: got2, end: events.find((e) => e.state === 'end'),
+        cancels: sent2.filter((m) => m.dir === 'out' && m.type === 'cancel').length,
+        pushesAfterCancel: sent2.slice(sent2.findIndex((m) => m.type === 'cancel')).filter((m) => m.type === 'stream.push').length,
+        chunks: sent2.filter((m) => m.dir === 'in' && m.type === 'chunk').length };
+
+      // 3. Bad input: clear errors, at once; an engine error keeps its code.
+      const closed = new TextSplitterStream();
+      closed.push('Done.');
+      closed.close();
+      closed.close();                    // twice: nothing
+      const error = (f) => { try { f(); return 'no error'; } catch (e) { return `${e.name}: ${e.message}`; } };
+      const twice = new TextSplitterStream();
+      const first = tts.stream(twice);
+      const firstNext = first.next();
+      const badLang = new TextSplitterStream();
+      badLang.push('Hello.');
+      badLang.close();
+      const bad = {
+        pushAfterClose: error(() => closed.push('More.')),
+        flushAfterClose: error(() => closed.flush()),
+        notText: error(() => new TextSplitterStream().push(42)),
+        secondStream: (await window.outcome(tts.stream(twice).next())).error,
+        notInput: (await window.outcome(tts.stream(42).next())).error,
+        lang: await tts.stream(badLang, { lang: 'fr-fr' }).next().then(() => 'no error', (e) => `${e.code}: ${e.message}`),
+      };
+      twice.push('Still fine.');
+      twice.close();
+      const firstChunk = (await firstNext).value?.text;
+      await first.return();
+      tts.onLog = null;
+      return { chunks, afterFirst, beforeFlush, notices, streamEnd, restarts, early, bad, firstChunk };
+    });
+    // Incremental: chunk 0 came while the text was open, before the rest was even pushed.
+    assert.deepEqual(got.afterFirst, { chunks: 1, loopEnded: false });
+    assert.equal(got.chunks[0].closedYet, false, 'the first chunk arrived before close()');
+    assert.equal(got.beforeFlush, 2, 'a sentence without an end waits for more text');
+    assert.deepEqual(got.chunks.map(({ index, text, closedYet }) => ({ index, text, closedYet })), [
+      { index: 0, text: 'The first sentence arrives word by word.', closedYet: false },
+      { index: 1, text: 'A second one follows it.', closedYet: false },
+      { index: 2, text: 'And a third has no end', closedYet: false },
+      { index: 3, text: 'Then a crash comes.', closedYet: true },
+      { index: 4, text: 'And the last words.', closedYet: true },
+    ]);
+    assert.deepEqual(got.chunks[2].words, ['And', 'a', 'third', 'has', 'no', 'end']);
+    assert.ok(got.chunks.every((c) => c.samples > 0), JSON.stringify(got.chunks));
+    assert.equal(got.restarts, 1, 'the trap restarted the engine once');
+    assert.equal(got.streamEnd.outcome, 'done', JSON.stringify(got.streamEnd));
+    assert.equal(got.streamEnd.posted, 5);
+    assert.equal(got.notices.filter((t) => t === 'stream.flush').length, 1);
+    assert.equal(got.notices.filter((t) => t === 'stream.close').length, 1);
+    assert.ok(got.notices.filter((t) => t === 'stream.push').length >= 20, 'the text went to the worker word by word');
+    // Leaving the loop: the worker ended the parked request at once.
+    assert.equal(got.early.got, 1);
+    assert.equal(got.early.cancels, 1, 'breaking out of the loop sent one cancel');
+    assert.equal(got.early.end.outcome, 'cancelled', JSON.stringify(got.early.end));
+    assert.equal(got.early.end.posted, 1);
+    assert.equal(got.early.chunks, 1);
+    assert.equal(got.early.pushesAfterCancel, 0, 'text pushed after the request ended was not sent');
+    // Bad input.
+    assert.equal(got.bad.pushAfterClose, "TypeError: TextSplitterStream.push() after close(): the stream's text is complete");
+    assert.equal(got.bad.flushAfterClose, "TypeError: TextSplitterStream.flush() after close(): the stream's text is complete");
+    assert.equal(got.bad.notText, 'TypeError: TextSplitterStream.push takes strings, got number');
+    assert.match(got.bad.secondStream, /^TypeError: this TextSplitterStream already feeds a stream/);
+    assert.match(got.bad.notInput, /^TypeError: stream\(\) takes a string or a TextSplitterStream, got number/);
+    assert.match(got.bad.lang, /^bad_language: /);
+    assert.equal(got.firstChunk, 'Still fine.', 'the stream that had the splitter first was not disturbed');
+  } finally {
+    await b.close();
+  }
+});
+
 test('a trap in the engine re-creates its instance; a dead worker fails every later call at once', async () => {
   const b = await launch({ webgpu: false });
   try {

@@ -1,6 +1,6 @@
 // Compiled (never run) by `tsc -p tests/browser` in scripts/test.sh: the npm package's types, as a
 // user of the package writes against them. A type that is wrong or missing fails the suite.
-import { KokoroTTS, PRIORITIES, MAX_SPEED, MIN_SPEED, SAMPLE_RATE } from '../../worker/src/index.js';
+import { KokoroTTS, PRIORITIES, MAX_SPEED, MIN_SPEED, SAMPLE_RATE, TextSplitterStream } from '../../worker/src/index.js';
 import type { KokoroError, Priority, StreamChunk, VoiceInfo } from '../../worker/src/index.js';
 
 export async function usage(): Promise<number> {
@@ -15,6 +15,17 @@ export async function usage(): Promise<number> {
     const unknown: string[] = c.unknown;
     if (c.index === 0 && backend && unknown) break; // leaving the loop cancels
   }
+  // Text that arrives in pieces, as kokoro-js's TextSplitterStream takes it.
+  const splitter = new TextSplitterStream();
+  const spoken = (async () => { for await (const { text, phonemes, audio } of tts.stream(splitter, { voice: 'af_heart' })) void [text, phonemes, audio.length]; })();
+  for (const token of ['Hello ', 'there', '.']) splitter.push(token);
+  splitter.push('More', ' pieces');
+  splitter.flush();
+  splitter.close();
+  const closed: boolean = splitter.closed;
+  await spoken;
+  // @ts-expect-error: text pieces only
+  splitter.push(42);
   const voices: VoiceInfo[] = await tts.voices();
   const gender: 'female' | 'male' | null = voices[0].gender;
   const priority: Priority = PRIORITIES[0];
@@ -26,5 +37,5 @@ export async function usage(): Promise<number> {
   }
   // @ts-expect-error: not a priority
   await tts.generate('Hi.', { priority: 'urgent' });
-  return SAMPLE_RATE * MIN_SPEED + wav.size + (firstWord ?? 0) + (gender ? 1 : 0);
+  return SAMPLE_RATE * MIN_SPEED + wav.size + (firstWord ?? 0) + (gender ? 1 : 0) + (closed ? 1 : 0);
 }

@@ -28,6 +28,8 @@ export interface SynthesisProgress {
   /** Estimated milliseconds left, from the phonemes still to speak. */
   etaMs: number;
   audioSeconds: number;
+  /** On a text stream whose text is not complete yet: `chunks`, `percent` and `etaMs` count the text so far. */
+  open?: boolean;
 }
 
 export interface LoadOptions {
@@ -199,6 +201,23 @@ export interface EngineInfo {
 }
 
 /**
+ * Text that arrives in pieces (an LLM's tokens), for `KokoroTTS.stream` (kokoro-js's class of
+ * the same name and methods). Sentences are found and packed in the worker by the engine's chunker;
+ * unlike kokoro-js's, this one is not itself an iterator of sentences.
+ */
+export declare class TextSplitterStream {
+  constructor();
+  /** Adds text, in any number of pieces. Throws a TypeError after close(), or for a piece that is not a string. */
+  push(...texts: string[]): void;
+  /** Speaks what has been pushed, the sentence under way included, without waiting for its end; more text may follow. Throws a TypeError after close(). */
+  flush(): void;
+  /** The text is complete: the stream ends once its last chunk is spoken. Closing twice does nothing. */
+  close(): void;
+  /** True once close() has been called. */
+  readonly closed: boolean;
+}
+
+/**
  * Errors: `AbortError` (cancelled), `RangeError` (a bad speed, a text too long), `EngineCrash` (the
  * engine trapped twice on one chunk; the next request runs on a new instance), `WorkerError` (the
  * worker died or was disposed: every call fails with it; load a new KokoroTTS).
@@ -208,8 +227,12 @@ export declare class KokoroTTS {
   /** What load() found: backend, adapter, timings. */
   status: EngineInfo;
   generate(text: string, options?: GenerateOptions): Promise<RawAudio>;
-  /** Chunks as they are made; leaving the `for await` early cancels the request in the worker. */
-  stream(text: string, options?: GenerateOptions): AsyncGenerator<StreamChunk>;
+  /**
+   * Chunks as they are made; leaving the `for await` early cancels the request in the worker.
+   * `input`: a whole text, or a TextSplitterStream whose text is spoken sentence by sentence as it
+   * arrives (the stream ends after its close()); one TextSplitterStream feeds one stream.
+   */
+  stream(input: string | TextSplitterStream, options?: GenerateOptions): AsyncGenerator<StreamChunk>;
   /** The voices the store lists, with language and gender from the voice manifest. */
   voices(): Promise<VoiceInfo[]>;
   info(): Promise<EngineInfo>;

@@ -32,6 +32,7 @@ pub mod response_cache;
 pub mod scheduler;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod usage;
+mod text_stream;
 mod timeline;
 mod utterance;
 pub mod wav;
@@ -44,6 +45,7 @@ pub use error::EngineError;
 pub use kokoro_model::{MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SourceNoise, StageTimings};
 pub use kokoro_text::{ChunkOptions, Dialect};
 pub use kokoro_voice::{Voice, VoiceCache, VoiceStore};
+pub use text_stream::TextStream;
 pub use timeline::{SpokenChunk, Timeline, WordTime};
 pub use utterance::{Plan, Utterance, Word};
 

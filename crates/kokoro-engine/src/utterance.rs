@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use kokoro_text::{ChunkOptions, ChunksOf, FrontEnd};
+use kokoro_text::{Chunk, ChunkOptions, ChunksOf, FrontEnd};
 
 use crate::EngineError;
 
@@ -69,17 +69,27 @@ impl Iterator for Plan {
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.source {
             Source::Phonemes(one) => one.take().map(Ok),
-            Source::Text { text, chunks } => Some(chunks.next()?.map_err(EngineError::from).map(|c| Utterance {
-                index: c.index,
-                words: c
-                    .words
-                    .into_iter()
-                    .map(|w| Word { text: text.get(w.source.clone()).unwrap_or_default().to_string(), source: w.source, phonemes: w.phonemes })
-                    .collect(),
-                source: Some(c.source),
-                phonemes: c.phonemes,
-                guessed: c.guessed,
-            })),
+            Source::Text { text, chunks } => Some(chunks.next()?.map_err(EngineError::from).map(|c| from_chunk(c, text, 0))),
         }
+    }
+}
+
+/// The utterance of a chunk: the one conversion [`Plan`] and [`TextStream`](crate::TextStream) share.
+/// `text` holds the request's text from byte `text_start` on (a stream forgets what no chunk still
+/// needs), and the chunk's spans count from the start of the whole text.
+pub(crate) fn from_chunk(c: Chunk, text: &str, text_start: usize) -> Utterance {
+    let word_text = |source: &Range<usize>| {
+        text.get(source.start.saturating_sub(text_start)..source.end.saturating_sub(text_start)).unwrap_or_default().to_string()
+    };
+    Utterance {
+        index: c.index,
+        words: c
+            .words
+            .into_iter()
+            .map(|w| Word { text: word_text(&w.source), source: w.source, phonemes: w.phonemes })
+            .collect(),
+        source: Some(c.source),
+        phonemes: c.phonemes,
+        guessed: c.guessed,
     }
 }

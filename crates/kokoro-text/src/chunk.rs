@@ -300,19 +300,26 @@ impl<F: Borrow<FrontEnd>, T: AsRef<str>> Iterator for ChunksOf<F, T> {
     }
 }
 
-/// Incremental chunking for text that arrives in pieces (a stream, a socket, a typing user):
-/// `push` returns the chunks that are complete so far, `finish` the rest. Source spans count
-/// bytes from the start of everything pushed.
-pub struct Chunker<'a> {
-    front: &'a FrontEnd,
+/// Incremental chunking for text that arrives in pieces (a stream, a socket, a typing user, an
+/// LLM's tokens): `push` returns the chunks that are complete so far, `flush` forces out the
+/// sentence under way, `finish` the rest. Source spans count bytes from the start of everything
+/// pushed, and indices and spans go on across a `flush`.
+///
+/// Generic over how the front end is held, as [`ChunksOf`] is: borrowed ([`Chunker`]) or owned
+/// (`ChunkerOf<Arc<FrontEnd>>`, for a stream that outlives its caller's stack frame).
+pub struct ChunkerOf<F> {
+    front: F,
     packer: Packer,
     /// Text not yet processed; `base` is the stream offset of its first byte.
     buffer: String,
     base: usize,
 }
 
-impl<'a> Chunker<'a> {
-    pub fn new(front: &'a FrontEnd, options: ChunkOptions) -> Self {
+/// Incremental chunking with a borrowed front end.
+pub type Chunker<'a> = ChunkerOf<&'a FrontEnd>;
+
+impl<F: Borrow<FrontEnd>> ChunkerOf<F> {
+    pub fn new(front: F, options: ChunkOptions) -> Self {
         let options = ChunkOptions { max_phonemes: options.max_phonemes.clamp(1, MAX_PHONEMES), ..options };
         Self { front, packer: Packer::new(options), buffer: String::new(), base: 0 }
     }
@@ -323,11 +330,24 @@ impl<'a> Chunker<'a> {
         let sentences = segment::sentences(&self.buffer);
         // The last sentence may go on in the next push: even "... St. " may continue with a name.
         let complete = sentences.len().saturating_sub(1);
-        self.process(&sentences[..complete], sentences.get(complete).map_or(self.buffer.len(), |r| r.start))
+        let mut out = self.process(&sentences[..complete], sentences.get(complete).map_or(self.buffer.len(), |r| r.start));
+        // Unpacked, the open chunk is done once the next sentence will make phonemes of its own
+        // (ASCII letters and digits are always read): out now, not when that sentence is complete,
+        // so a stream speaks each sentence as soon as the next one begins. Until then it stays
+        // open, as in `ChunksOf`, because text that makes no phonemes ("...") extends it.
+        if !self.packer.options.pack_sentences && self.buffer.chars().any(|c| c.is_ascii_alphanumeric()) {
+            let mut ready = VecDeque::new();
+            self.packer.finish(&mut ready);
+            out.extend(ready);
+        }
+        out
     }
 
-    /// Processes whatever is left and closes the last chunk.
-    pub fn finish(mut self) -> Vec<Result<Chunk, TextError>> {
+    /// Processes everything pushed so far, the sentence under way included (as if the text ended
+    /// here), and closes the open chunk; the chunker stays usable, and text pushed later starts a
+    /// new sentence and a new chunk. What a stream calls when its source pauses (the end of an
+    /// LLM's turn) and the audio should not wait for a full stop that may never come.
+    pub fn flush(&mut self) -> Vec<Result<Chunk, TextError>> {
         let sentences = segment::sentences(&self.buffer);
         let mut out = self.process(&sentences, self.buffer.len());
         let mut ready = VecDeque::new();
@@ -336,10 +356,24 @@ impl<'a> Chunker<'a> {
         out
     }
 
+    /// Processes whatever is left and closes the last chunk.
+    pub fn finish(mut self) -> Vec<Result<Chunk, TextError>> {
+        self.flush()
+    }
+
+    /// The stream offset before which no chunk still to come reaches: the start of the open chunk,
+    /// else of text that made no phonemes yet (taken by the next chunk), else of the unprocessed
+    /// text. A caller that keeps the pushed text (for the words' text, say) may forget what lies
+    /// before it.
+    pub fn settled(&self) -> usize {
+        let open = self.packer.open.as_ref().map(|c| c.source.start);
+        [open, self.packer.carried_start].into_iter().flatten().fold(self.base, usize::min)
+    }
+
     fn process(&mut self, sentences: &[Range<usize>], consumed: usize) -> Vec<Result<Chunk, TextError>> {
         let mut ready = VecDeque::new();
         for range in sentences {
-            process_sentence(self.front, &self.buffer, range.clone(), self.base, &mut self.packer, &mut ready);
+            process_sentence(self.front.borrow(), &self.buffer, range.clone(), self.base, &mut self.packer, &mut ready);
         }
         self.buffer.drain(..consumed);
         self.base += consumed;
@@ -356,5 +390,157 @@ impl FrontEnd {
     /// The chunks of `text` with explicit options.
     pub fn chunks_with<'a>(&'a self, text: &'a str, options: ChunkOptions) -> Chunks<'a> {
         Chunks::new(self, text, options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::LazyLock;
+
+    use super::*;
+    use crate::Dialect;
+
+    static FRONT: LazyLock<FrontEnd> = LazyLock::new(|| FrontEnd::new(Dialect::EnUs).unwrap());
+
+    /// Abbreviations, initials, decimals, a clock time, an e-mail address (rewritten into words),
+    /// quotes, a blank line and a last sentence without an end: each a place where a sentence
+    /// boundary seen too early (half a word, half an abbreviation) would change the chunks.
+    const TEXT: &str = "Dr. Smith met J. R. Tolkien at 3.5 p.m. on Main St. today! \u{201c}Stop,\u{201d} she said... \
+        Then the 2nd train left at 10:30; bob@example.org wrote back, and nobody, not even the \
+        conductor who had seen everything, could say why.\n\nA new paragraph without an end";
+
+    fn whole(options: ChunkOptions) -> Vec<Chunk> {
+        FRONT
+            .chunks_with(TEXT, options)
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn pushed_in<'t>(
+        pieces: impl IntoIterator<Item = &'t str>,
+        options: ChunkOptions,
+    ) -> Vec<Chunk> {
+        let mut chunker = Chunker::new(&FRONT, options);
+        let mut out = Vec::new();
+        for piece in pieces {
+            out.extend(chunker.push(piece));
+        }
+        out.extend(chunker.finish());
+        out.into_iter().collect::<Result<_, _>>().unwrap()
+    }
+
+    /// Both packings, and a limit low enough (60 phonemes) that the long sentence is cut.
+    fn option_sets() -> [ChunkOptions; 3] {
+        [
+            ChunkOptions::default(),
+            ChunkOptions {
+                pack_sentences: false,
+                ..ChunkOptions::default()
+            },
+            ChunkOptions {
+                max_phonemes: 60,
+                pack_sentences: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn text_pushed_character_by_character_chunks_as_the_whole_text() {
+        let characters: Vec<&str> = TEXT
+            .char_indices()
+            .map(|(i, c)| &TEXT[i..i + c.len_utf8()])
+            .collect();
+        for options in option_sets() {
+            let expected = whole(options);
+            // Unpacked or cut at 60 phonemes, several chunks: the packer's state crosses pushes.
+            assert!(
+                expected.len() >= 3 || options == ChunkOptions::default(),
+                "{expected:#?}"
+            );
+            assert_eq!(
+                pushed_in(characters.iter().copied(), options),
+                expected,
+                "{options:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_pushed_word_by_word_chunks_as_the_whole_text() {
+        // As an LLM's tokens come: each word with the whitespace before it.
+        let mut words = Vec::new();
+        let mut start = 0;
+        for (i, c) in TEXT.char_indices() {
+            if c.is_whitespace() && i > start && !TEXT[start..i].trim().is_empty() {
+                words.push(&TEXT[start..i]);
+                start = i;
+            }
+        }
+        words.push(&TEXT[start..]);
+        assert_eq!(words.concat(), TEXT);
+        for options in option_sets() {
+            assert_eq!(
+                pushed_in(words.iter().copied(), options),
+                whole(options),
+                "{options:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn flush_forces_out_the_sentence_under_way_and_offsets_go_on() {
+        let mut chunker = Chunker::new(&FRONT, ChunkOptions::default());
+        // No sentence is complete: it may go on with the next push.
+        assert!(chunker.push("Hello there, how are").is_empty());
+        let flushed: Vec<Chunk> = chunker
+            .flush()
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(flushed.len(), 1);
+        assert_eq!((flushed[0].index, flushed[0].source.clone()), (0, 0..20));
+        assert_eq!(flushed[0].words.len(), 4, "{:?}", flushed[0].words);
+        // Nothing is left to flush twice.
+        assert!(chunker.flush().is_empty());
+        // Pushed 20 bytes so far; " you today? Fine." starts a new chunk (packed with what follows,
+        // not with what was flushed): "you" is bytes 21..24 of everything pushed.
+        assert!(
+            chunker.push(" you today? Fine.").is_empty(),
+            "packing waits for the text's end"
+        );
+        let rest: Vec<Chunk> = chunker
+            .finish()
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!((rest[0].index, rest[0].source.clone()), (1, 21..37));
+        assert_eq!(rest[0].words[0].source, 21..24);
+        assert_eq!(rest[0].words.last().unwrap().source, 32..36, "\"Fine\"");
+    }
+
+    #[test]
+    fn unpacked_a_sentence_comes_out_as_soon_as_the_next_one_begins() {
+        let mut chunker = Chunker::new(&FRONT, ChunkOptions { pack_sentences: false, ..ChunkOptions::default() });
+        // Complete, but "..." could still follow and extend its chunk.
+        assert!(chunker.push("One sentence. ").is_empty());
+        let first: Vec<Chunk> = chunker.push("And").into_iter().collect::<Result<_, _>>().unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].source, 0..13);
+        // Packed, it waits: the next sentence may join its chunk.
+        let mut packed = Chunker::new(&FRONT, ChunkOptions::default());
+        assert!(packed.push("One sentence. And").is_empty());
+    }
+
+    #[test]
+    fn settled_is_where_the_open_chunk_starts() {
+        let mut chunker = Chunker::new(&FRONT, ChunkOptions::default());
+        assert_eq!(chunker.settled(), 0);
+        // "One." is processed into the open (packed) chunk, which may still grow: from 0.
+        assert!(chunker.push("One. Two").is_empty());
+        assert_eq!(chunker.settled(), 0);
+        chunker.flush();
+        // Nothing open and nothing unprocessed: all 8 bytes are settled.
+        assert_eq!(chunker.settled(), 8);
     }
 }

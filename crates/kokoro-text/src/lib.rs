@@ -35,7 +35,7 @@ pub mod segment;
 
 mod front;
 
-pub use chunk::{Chunk, ChunkOptions, Chunker, Chunks, ChunksOf, WordSpan};
+pub use chunk::{Chunk, ChunkOptions, Chunker, ChunkerOf, Chunks, ChunksOf, WordSpan};
 pub use fallback::LetterToSound;
 pub use front::{Dialect, FrontEnd, Phonemized};
 

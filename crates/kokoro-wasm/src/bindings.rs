@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
 use js_sys::{Float32Array, Promise, Uint8Array};
-use kokoro_engine::{Backend, ChunkOptions, Engine, EngineError, SourceNoise};
+use kokoro_engine::{Backend, ChunkOptions, Engine, EngineError, SourceNoise, TextStream, Utterance};
 use kokoro_model::{Kokoro, eval};
 use kokoro_voice::VoiceStore;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::js::{ChunkInfo, Utf16Offsets};
+use crate::js::{ChunkInfo, StreamOffsets, Utf16Offsets};
 use crate::store::JsVoiceStore;
 
 #[wasm_bindgen(start)]
@@ -140,6 +140,16 @@ impl KokoroEngine {
             .collect::<Result<Vec<_>, _>>()
             .map_err(engine_err)?;
         serde_json::to_string(&chunks).map_err(js_err)
+    }
+
+    /// A text stream: text pushed in pieces, chunked as it completes sentences (kokoro-text's
+    /// chunker, as [`chunks`](Self::chunks) does for a whole text). `lang`, `voice` and `pack` as there.
+    #[wasm_bindgen(js_name = textStream)]
+    pub fn text_stream(&self, lang: &str, voice: &str, pack: bool) -> Result<KokoroTextStream, JsValue> {
+        let dialect = self.inner.dialect(Some(lang), voice).map_err(engine_err)?;
+        let options = ChunkOptions { pack_sentences: pack, ..ChunkOptions::default() };
+        let stream = self.inner.text_stream(dialect, options).map_err(engine_err)?;
+        Ok(KokoroTextStream { stream, offsets: StreamOffsets::new() })
     }
 
     #[wasm_bindgen(js_name = resolveVoice)]
@@ -284,6 +294,47 @@ impl KokoroEngine {
     pub fn device_lost(&self) -> bool {
         self.gpu.as_ref().is_some_and(|g| g.lost.load(Ordering::SeqCst))
     }
+}
+
+/// The chunker of one text stream (see `kokoro_engine::TextStream`). Each call returns the chunks
+/// it completed as JSON [`ChunkInfo`]s, their offsets in UTF-16 units from the start of everything
+/// pushed (what `String.prototype.slice` takes on the worker's copy of the text). It lives in one
+/// wasm instance: after a restart the worker builds a new one and pushes the text again.
+#[wasm_bindgen]
+pub struct KokoroTextStream {
+    stream: TextStream,
+    offsets: StreamOffsets,
+}
+
+#[wasm_bindgen]
+impl KokoroTextStream {
+    /// Adds text; the chunks it completed.
+    pub fn push(&mut self, text: &str) -> Result<String, JsValue> {
+        self.offsets.push(text);
+        let made = self.stream.push(text);
+        stream_chunks(made, &mut self.offsets, self.stream.settled())
+    }
+
+    /// The chunks of everything pushed so far, the sentence under way included; the stream goes on.
+    pub fn flush(&mut self) -> Result<String, JsValue> {
+        let made = self.stream.flush();
+        stream_chunks(made, &mut self.offsets, self.stream.settled())
+    }
+
+    /// The last chunks; the stream is used up.
+    pub fn finish(self) -> Result<String, JsValue> {
+        let Self { stream, mut offsets } = self;
+        let end = stream.len();
+        stream_chunks(stream.finish(), &mut offsets, end)
+    }
+}
+
+/// Chunks as JSON (the first error fails the call, with its code, as `chunks` does); then the
+/// offsets before `settled` are forgotten.
+fn stream_chunks(made: Vec<Result<Utterance, EngineError>>, offsets: &mut StreamOffsets, settled: usize) -> Result<String, JsValue> {
+    let chunks = made.into_iter().map(|u| u.map(|u| ChunkInfo::new(u, &*offsets))).collect::<Result<Vec<_>, _>>().map_err(engine_err)?;
+    offsets.forget_before(settled);
+    serde_json::to_string(&chunks).map_err(js_err)
 }
 
 fn check_gpu(gpu: &Option<Rc<Gpu>>) -> Result<(), JsValue> {

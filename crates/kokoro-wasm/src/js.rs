@@ -28,7 +28,7 @@ pub struct WordInfo {
 
 impl ChunkInfo {
     /// The chunk of `utterance`, whose byte offsets are into `offsets`' text.
-    pub fn new(u: Utterance, offsets: &Utf16Offsets) -> Self {
+    pub fn new(u: Utterance, offsets: &impl Utf16At) -> Self {
         let source = u.source.clone().unwrap_or(0..0);
         Self {
             index: u.index,
@@ -62,6 +62,23 @@ impl ChunkInfo {
 }
 
 /// Maps UTF-8 byte offsets of a text to UTF-16 offsets (JavaScript string indices).
+pub trait Utf16At {
+    fn at(&self, byte: usize) -> usize;
+}
+
+impl Utf16At for Utf16Offsets {
+    fn at(&self, byte: usize) -> usize {
+        Utf16Offsets::at(self, byte)
+    }
+}
+
+impl Utf16At for StreamOffsets {
+    fn at(&self, byte: usize) -> usize {
+        StreamOffsets::at(self, byte)
+    }
+}
+
+/// Maps UTF-8 byte offsets of a whole text to UTF-16 offsets.
 pub struct Utf16Offsets {
     /// (byte offset, utf16 offset) at every char boundary, plus the end.
     table: Vec<(usize, usize)>,
@@ -77,6 +94,44 @@ impl Utf16Offsets {
         }
         table.push((text.len(), u));
         Self { table }
+    }
+
+    pub fn at(&self, byte: usize) -> usize {
+        match self.table.binary_search_by_key(&byte, |&(b, _)| b) {
+            Ok(i) => self.table[i].1,
+            Err(i) => self.table[i.saturating_sub(1)].1,
+        }
+    }
+}
+
+/// [`Utf16Offsets`] for a text that arrives in pieces (a text stream): byte offsets from the start
+/// of everything pushed to UTF-16 offsets from the same start, keeping the table only from where
+/// chunks still to come may begin.
+#[derive(Default)]
+pub struct StreamOffsets {
+    /// (byte offset, utf16 offset) at every char boundary of the retained text, plus its end.
+    table: std::collections::VecDeque<(usize, usize)>,
+}
+
+impl StreamOffsets {
+    pub fn new() -> Self {
+        Self { table: [(0, 0)].into() }
+    }
+
+    pub fn push(&mut self, text: &str) {
+        let (mut b, mut u) = *self.table.back().expect("the end is always there");
+        for c in text.chars() {
+            b += c.len_utf8();
+            u += c.len_utf16();
+            self.table.push_back((b, u));
+        }
+    }
+
+    /// Drops the table before byte `settled` (no chunk to come reaches before it).
+    pub fn forget_before(&mut self, settled: usize) {
+        while self.table.len() > 1 && self.table[1].0 <= settled {
+            self.table.pop_front();
+        }
     }
 
     pub fn at(&self, byte: usize) -> usize {
@@ -120,5 +175,17 @@ mod tests {
         let back: ChunkInfo = serde_json::from_str(&json).unwrap();
         let back = back.into_utterance();
         assert_eq!((back.phonemes, back.words.len(), back.words[1].phonemes.clone()), (u.phonemes, 2, 4..7));
+    }
+
+    #[test]
+    fn stream_offsets_go_on_across_pushes_and_forgetting() {
+        let mut t = StreamOffsets::new();
+        t.push("é😀");
+        t.push("a");
+        assert_eq!((t.at(2), t.at(6), t.at(7)), (1, 3, 4));
+        // Forgetting the first two characters keeps later offsets counted from the stream's start.
+        t.forget_before(6);
+        t.push("b😀");
+        assert_eq!((t.at(6), t.at(7), t.at(8), t.at(12)), (3, 4, 5, 7));
     }
 }
