@@ -64,5 +64,5 @@ step "the browser package: wasm + bindings + npm package + demo (scripts/build-w
 step "end-to-end in headless Chromium (Debian's): WebGPU (SwiftShader), CPU fallback, IndexedDB, offline"
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 # The package's TypeScript types, strictly, as a user's code uses them (tests/browser/types-check.ts).
-(cd tests/browser && ./node_modules/.bin/tsc -p .)
+(cd tests/browser && ./node_modules/.bin/tsc -p . && ./node_modules/.bin/tsc -p tsconfig.protocol.json)
 KOKORO_BIN="$CARGO_TARGET_DIR/debug/kokoro" node --test --test-concurrency=1 tests/browser/ 2>&1 | tee -a "$KOKORO_CACHE/last-test.log"
