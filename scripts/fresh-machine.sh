@@ -5,7 +5,7 @@
 #
 # The container is a root file system made by debootstrap from
 # Debian's packages (bookworm, the project's machine kind) with only: Debian's python3 and
-# python3-pip (no numpy, no python3-venv), git, gcc; Rust 1.95 through rustup, copied from this
+# python3-pip (no numpy, no python3-venv), git, gcc, make; Rust 1.95 through rustup, copied from this
 # machine's stable toolchain (no toolchain can be downloaded here) with the wasm32 target removed;
 # Node.js 20 with npm, copied from this machine's nodejs package (the machine image's). The
 # repository is a fresh clone of HEAD: committed work only. Caches start empty. It runs under
@@ -23,13 +23,13 @@ root="$work/root"
 [ "$(id -u)" = 0 ] || { echo "fresh-machine: run as root (debootstrap, chroot)" >&2; exit 1; }
 command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
 
-if [ ! -f "$base/.complete" ]; then
+# The README's needs, from Debian's packages; a base made with another list is made again.
+packages=ca-certificates,git,gcc,make,libc6-dev,python3,python3-pip,util-linux,procps,xz-utils
+if [ "$(cat "$base/.complete" 2>/dev/null)" != "$packages" ]; then
   rm -rf "$base"
   mkdir -p "$work"
-  debootstrap --variant=minbase \
-    --include=ca-certificates,git,gcc,libc6-dev,python3,python3-pip,util-linux,procps,xz-utils \
-    bookworm "$base" http://deb.debian.org/debian
-  touch "$base/.complete"
+  debootstrap --variant=minbase --include="$packages" bookworm "$base" http://deb.debian.org/debian
+  echo "$packages" > "$base/.complete"
 fi
 rm -rf "$root"
 cp -a "$base" "$root"

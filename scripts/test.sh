@@ -30,6 +30,7 @@ rustup target list --installed | grep -x wasm32-unknown-unknown >/dev/null || ru
 # Debian's chromium (browser tests) and Mesa's lavapipe Vulkan driver (the wgpu test on the CPU).
 missing=()
 ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers libvulkan1)
+command -v make >/dev/null || missing+=(make)
 [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

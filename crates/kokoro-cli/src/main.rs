@@ -1,6 +1,6 @@
 //! `kokoro`: fetch the weights, convert them, and speak.
 //!
-//! Thin binary over `kokoro-model` and `kokoro-text`: argument parsing (clap), file I/O and reporting (anyhow).
+//! Thin binary over `kokoro-engine`, `kokoro-server` and the crates below them: argument parsing (clap), file I/O and reporting (anyhow).
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input.
 
 mod batch;
@@ -11,6 +11,7 @@ mod fetch;
 mod load;
 mod output;
 mod say;
+mod serve;
 mod text;
 mod voice_bench;
 mod voices;
@@ -61,6 +62,8 @@ enum Command {
     Phonemize(text::PhonemizeArgs),
     /// List, inspect and mix voices.
     Voices(voices::VoicesArgs),
+    /// Serve the OpenAI-compatible speech API (POST /v1/audio/speech) over HTTP.
+    Serve(serve::ServeArgs),
     /// Real-time factor on three utterance lengths, side by side with onnxruntime.
     Bench(bench::BenchArgs),
 }
@@ -118,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Batch(args) => batch::batch(&cache, args),
         Command::Phonemize(args) => text::phonemize(args),
         Command::Voices(args) => voices::voices(&cache, args),
+        Command::Serve(args) => serve::serve(&cache, args),
         Command::Bench(args) => bench::bench(&cache, args),
     }
 }
