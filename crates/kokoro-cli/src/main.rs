@@ -64,6 +64,9 @@ enum Command {
     Voices(voices::VoicesArgs),
     /// Serve the OpenAI-compatible speech API (POST /v1/audio/speech) over HTTP.
     Serve(serve::ServeArgs),
+    /// Check or print the server's configuration (defaults, profile, file, KOKORO_* variables).
+    #[command(subcommand)]
+    Config(serve::ConfigCommand),
     /// Real-time factor on three utterance lengths, side by side with onnxruntime.
     Bench(bench::BenchArgs),
 }
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
                     || c.downcast_ref::<kokoro_text::TextError>().is_some()
                     || c.downcast_ref::<voices::VoiceInputError>().is_some()
                     || c.downcast_ref::<kokoro_engine::EngineError>().is_some_and(kokoro_engine::EngineError::is_input)
+                    || c.downcast_ref::<kokoro_server::ConfigError>().is_some()
             });
             ExitCode::from(if input_error { 2 } else { 1 })
         }
@@ -122,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Phonemize(args) => text::phonemize(args),
         Command::Voices(args) => voices::voices(&cache, args),
         Command::Serve(args) => serve::serve(&cache, args),
+        Command::Config(command) => serve::config(command),
         Command::Bench(args) => bench::bench(&cache, args),
     }
 }

@@ -18,11 +18,48 @@ use crate::device::DeviceChoice;
 use crate::fetch::Cache;
 use crate::voices::VoiceSource;
 
-#[derive(Args, Debug)]
-pub struct ServeArgs {
-    /// TOML configuration file (every key optional; see docs/configuration.md).
+/// Where the server's configuration comes from.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// TOML configuration file (every key optional; see docs/server.md).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// A built-in profile laid under the file: cpu, gpu, edge (a small machine) or dev.
+    #[arg(long)]
+    profile: Option<String>,
+}
+
+impl ConfigArgs {
+    /// Defaults, then the profile, then the file, then `KOKORO_<SECTION>__<KEY>` variables.
+    pub fn load(&self) -> Result<ServerConfig> {
+        Ok(ServerConfig::load(self.config.as_deref(), self.profile.as_deref(), std::env::vars())?)
+    }
+}
+
+/// `kokoro config check | print`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Load and check the configuration; print what is wrong (key, value, rule), or `ok`.
+    Check(ConfigArgs),
+    /// Print the effective configuration (every layer applied) as TOML.
+    Print(ConfigArgs),
+}
+
+pub fn config(command: ConfigCommand) -> Result<()> {
+    match command {
+        ConfigCommand::Check(args) => {
+            args.load()?;
+            println!("ok");
+        }
+        ConfigCommand::Print(args) => print!("{}", args.load()?.to_toml()),
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Address to listen on (overrides the file's `listen`; default 127.0.0.1:8880).
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -43,10 +80,7 @@ pub struct ServeArgs {
 }
 
 pub fn serve(cache: &Cache, args: ServeArgs) -> Result<()> {
-    let mut config = match &args.config {
-        Some(path) => ServerConfig::from_file(path)?,
-        None => ServerConfig::default(),
-    };
+    let mut config = args.config.load()?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

@@ -215,3 +215,23 @@ fn decode_opus(bytes: &[u8]) -> usize {
     }
     samples
 }
+
+#[test]
+fn config_check_names_the_bad_key_and_print_shows_every_layer() {
+    let dir = std::env::temp_dir().join(format!("kokoro-config-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[limits]\nmax_input_chars = 0\n").unwrap();
+    let kokoro = || Command::new(env!("CARGO_BIN_EXE_kokoro"));
+    let o = kokoro().args(["config", "check", "--config"]).arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("limits.max_input_chars = 0: must be 1 to 1000000"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = kokoro().args(["config", "check", "--profile", "gpu"]).output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
+    let o = kokoro().args(["config", "print", "--profile", "edge"]).env("KOKORO_LIMITS__MAX_INPUT_CHARS", "99").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let printed: toml::Table = String::from_utf8_lossy(&o.stdout).parse().unwrap();
+    assert_eq!(printed["limits"]["max_input_chars"].as_integer(), Some(99));
+    assert_eq!(printed["engine"]["max_queued_chunks"].as_integer(), Some(64), "from the edge profile");
+}

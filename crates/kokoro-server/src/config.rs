@@ -107,6 +107,23 @@ impl Default for VoicesConfig {
     }
 }
 
+/// `b` laid over `a`: tables merge key by key, anything else replaces.
+fn merge(a: &mut toml::Table, b: toml::Table) {
+    for (key, value) in b {
+        match (a.get_mut(&key), value) {
+            (Some(toml::Value::Table(old)), toml::Value::Table(new)) => merge(old, new),
+            (_, value) => {
+                a.insert(key, value);
+            }
+        }
+    }
+}
+
+/// A rule made at run time (the profile names), kept for the error's `&'static str`.
+fn leak(rule: String) -> &'static str {
+    Box::leak(rule.into_boxed_str())
+}
+
 /// A configuration that cannot be used: which key, what value, which rule.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
@@ -116,14 +133,72 @@ pub enum ConfigError {
     Invalid { key: &'static str, value: String, rule: &'static str },
 }
 
+/// Built-in profiles: TOML laid over the defaults before the file (`--profile NAME`).
+pub const PROFILES: [(&str, &str); 4] = [
+    // The CPU: batching only adds padding to compute-bound work (docs/engine.md), one worker.
+    ("cpu", "[engine]\nbatching = \"off\"\nmax_batch = 1\nworkers = 1\n"),
+    // A GPU: chunks of similar length share passes; wait a little longer for company.
+    ("gpu", "[engine]\nbatching = \"on\"\nmax_batch = 16\nmax_wait = 15\nmax_requests = 2048\nmax_queued_chunks = 1024\n"),
+    // A small machine: short queues, small caches, shorter inputs.
+    (
+        "edge",
+        "[limits]\nmax_input_chars = 2048\n[engine]\nbatching = \"off\"\nmax_batch = 1\nmax_requests = 16\nmax_queued_chunks = 64\nmax_held_audio_bytes = 67108864\nresponse_cache_bytes = 8388608\n",
+    ),
+    // Development: every request really spoken (no response cache), a short timeout.
+    ("dev", "[limits]\nrequest_timeout_secs = 60.0\n[engine]\nresponse_cache_bytes = 0\n"),
+];
+
+/// The top-level keys `KOKORO_*` variables may set (others, such as `KOKORO_CACHE`, are not
+/// configuration).
+const TOP_KEYS: [&str; 6] = ["listen", "models", "limits", "voices", "text", "engine"];
+
 impl ServerConfig {
-    /// Reads and checks a TOML file.
+    /// The configuration from its layers, each over the one before: the defaults, a built-in
+    /// profile, a TOML file, then `KOKORO_<SECTION>__<KEY>=value` variables from `env`
+    /// (`KOKORO_LIMITS__MAX_INPUT_CHARS=2000`, `KOKORO_LISTEN=0.0.0.0:8880`; a value is read as
+    /// TOML, else as a string). Checked once, at the end.
+    pub fn load(file: Option<&Path>, profile: Option<&str>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut table = toml::Table::new();
+        if let Some(name) = profile {
+            let Some((_, text)) = PROFILES.iter().find(|(n, _)| *n == name) else {
+                let names: Vec<&str> = PROFILES.iter().map(|(n, _)| *n).collect();
+                return Err(ConfigError::Invalid { key: "profile", value: name.to_string(), rule: leak(format!("must be one of {}", names.join(", "))) });
+            };
+            merge(&mut table, text.parse::<toml::Table>().expect("built-in profiles are TOML"));
+        }
+        if let Some(path) = file {
+            let parse = |message: String| ConfigError::Parse { path: path.display().to_string(), message };
+            let text = std::fs::read_to_string(path).map_err(|e| parse(e.to_string()))?;
+            merge(&mut table, text.parse::<toml::Table>().map_err(|e| parse(e.to_string()))?);
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("KOKORO_") else { continue };
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if !TOP_KEYS.contains(&path[0].as_str()) {
+                continue;
+            }
+            let value = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")).unwrap_or(toml::Value::String(value));
+            let mut overlay = toml::Table::new();
+            let mut slot = &mut overlay;
+            for key in &path[..path.len() - 1] {
+                slot = slot.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut().expect("a table just made");
+            }
+            slot.insert(path[path.len() - 1].clone(), value);
+            merge(&mut table, overlay);
+        }
+        let config: Self = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse { path: "configuration".into(), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML (`kokoro config print`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the configuration serializes")
+    }
+
+    /// Reads and checks a TOML file (no profile, no environment).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.display().to_string(), message },
-            e => e,
-        })
+        Self::load(Some(path), None, [])
     }
 
     /// Parses and checks TOML text.
@@ -233,5 +308,37 @@ mod tests {
         assert_eq!(c.resolve_voice("alloy(2)+af_sky(1)"), "am_adam(2)+af_sky(1)");
         assert_eq!(c.resolve_voice("af_alloy"), "af_alloy");
         assert_eq!(c.resolve_voice(" af_heart "), "af_heart");
+    }
+
+    #[test]
+    fn layers_apply_in_order_profile_file_environment() {
+        let dir = std::env::temp_dir().join(format!("kokoro-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("k.toml");
+        std::fs::write(&file, "[engine]\nmax_requests = 100\n[limits]\nmax_input_chars = 3000\n").unwrap();
+        let env = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let c = ServerConfig::load(
+            Some(&file),
+            Some("edge"),
+            env(&[("KOKORO_LIMITS__MAX_INPUT_CHARS", "1000"), ("KOKORO_LISTEN", "0.0.0.0:9000"), ("KOKORO_CACHE", "/somewhere"), ("KOKORO_LOG", "debug")]),
+        )
+        .unwrap();
+        assert_eq!(c.engine.max_queued_chunks, 64, "from the profile");
+        assert_eq!(c.engine.max_requests, 100, "the file over the profile");
+        assert_eq!(c.limits.max_input_chars, 1000, "the environment over the file");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000", "a string value");
+        assert_eq!(c.engine.batching, kokoro_engine::Batching::Off);
+        // What print writes reads back the same.
+        assert_eq!(ServerConfig::from_toml(&c.to_toml()).unwrap(), c);
+
+        let e = ServerConfig::load(None, None, env(&[("KOKORO_ENGINE__MAX_BATCH", "0")])).unwrap_err();
+        assert_eq!(e.to_string(), "engine.max_batch = 0: must be 1 to 64");
+        let e = ServerConfig::load(None, None, env(&[("KOKORO_ENGINE__MAX_BACH", "2")])).unwrap_err();
+        assert!(e.to_string().contains("max_bach"), "{e}");
+        let e = ServerConfig::load(None, Some("huge"), []).unwrap_err();
+        assert_eq!(e.to_string(), "profile = huge: must be one of cpu, gpu, edge, dev");
+        for (name, _) in PROFILES {
+            ServerConfig::load(None, Some(name), []).unwrap_or_else(|e| panic!("profile {name}: {e}"));
+        }
     }
 }

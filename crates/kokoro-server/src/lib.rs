@@ -39,7 +39,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use audio::AudioFormat;
-pub use config::{ConfigError, ServerConfig};
+pub use config::{ConfigError, PROFILES, ServerConfig};
 pub use error::ApiError;
 pub use state::{AppState, PrewarmState, Synthesizer};
 
