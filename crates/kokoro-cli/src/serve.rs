@@ -94,22 +94,22 @@ pub fn serve(cache: &Cache, args: ServeArgs) -> Result<()> {
         // Load in the background: health checks are answered meanwhile.
         let loading = {
             let (app, cache) = (app.clone(), cache.clone());
-            tokio::task::spawn_blocking(move || -> Result<()> {
+            tokio::task::spawn_blocking(move || -> Result<_> {
                 let (engine, load) = crate::load::engine(&cache, args.weights.as_ref(), args.device, &args.voice_source)?;
                 tracing::info!(backend = engine.backend().as_str(), seconds = load.as_secs_f64(), "weights loaded");
                 let engine = Arc::new(engine);
-                let _usage = crate::load::save_usage(&cache, &engine);
+                let usage = crate::load::save_usage(&cache, &engine);
                 app.set_synthesizer(Arc::new(Scheduler::new(engine, config.engine.clone())));
                 app.run_prewarm();
-                // The usage flusher saves at exit: keep it alive as long as the process.
-                std::mem::forget(_usage);
-                Ok(())
+                Ok(usage)
             })
         };
         let server = tokio::spawn(kokoro_server::serve(listener, app.clone(), shutdown_signal(), Duration::from_secs(args.grace_secs)));
         // A load failure (weights missing, device gone) ends the process with its error.
-        loading.await.context("the loader stopped")??;
+        // Voice usage is saved every 30 s and, when this is dropped after the server stops, at exit.
+        let usage = loading.await.context("the loader stopped")??;
         server.await.context("the server task stopped")?.context("serving")?;
+        drop(usage);
         tracing::info!("stopped");
         Ok(())
     })

@@ -60,10 +60,14 @@ impl AudioFormat {
 
     /// The whole audio at once: a WAV's header carries its real sizes (a streamed one cannot).
     pub fn encode_all(self, audio: &[f32]) -> Result<Vec<u8>, EncodeError> {
+        self.encode_whole(self.encoder()?, audio)
+    }
+
+    /// [`encode_all`](Self::encode_all) with an encoder already made (a fresh one of this format).
+    pub fn encode_whole(self, mut encoder: Box<dyn Encoder>, audio: &[f32]) -> Result<Vec<u8>, EncodeError> {
         match self {
             Self::Wav => Ok(wav_header(Some(audio.len())).into_iter().chain(pcm16_bytes(audio)).collect()),
             _ => {
-                let mut encoder = self.encoder()?;
                 let mut out = encoder.push(audio)?;
                 out.extend(encoder.finish()?);
                 Ok(out)
@@ -177,6 +181,8 @@ struct OggOpus {
     held: Option<Vec<u8>>,
     /// Input samples so far.
     samples: u64,
+    /// The encoder's output buffer, reused for every frame.
+    scratch: Vec<u8>,
 }
 
 /// Samples per Opus frame at 24 kHz (20 ms).
@@ -192,7 +198,7 @@ impl OggOpus {
         let mut writer = opus_pure::OggOpusWriter::new(Vec::new(), head).map_err(failed)?;
         // Small pages: each packet goes out as soon as the next one is written.
         writer.set_page_target(1);
-        Ok(Self { opus, writer: Some(writer), pre_skip, pending: Vec::new(), held: None, samples: 0 })
+        Ok(Self { opus, writer: Some(writer), pre_skip, pending: Vec::new(), held: None, samples: 0, scratch: vec![0; opus_pure::MAX_PACKET_BYTES] })
     }
 
     fn failed(e: opus_pure::Error) -> EncodeError {
@@ -200,9 +206,8 @@ impl OggOpus {
     }
 
     fn encode_frame(&mut self, frame: &[f32]) -> Result<(), EncodeError> {
-        let mut packet = vec![0u8; opus_pure::MAX_PACKET_BYTES];
-        let len = self.opus.encode(frame, OPUS_FRAME, &mut packet).map_err(Self::failed)?;
-        packet.truncate(len);
+        let len = self.opus.encode(frame, OPUS_FRAME, &mut self.scratch).map_err(Self::failed)?;
+        let packet = self.scratch[..len].to_vec();
         if let Some(previous) = self.held.replace(packet) {
             self.writer.as_mut().expect("not finished").write_packet(&previous).map_err(Self::failed)?;
         }

@@ -183,18 +183,15 @@ pub(crate) async fn start(
     whole: bool,
 ) -> Result<(Piece, mpsc::Receiver<Piece>), ApiError> {
     let synth = app.synth()?;
-    let encoder = if whole { None } else { Some(format.encoder().map_err(|e| ApiError::invalid(Some("response_format"), "bad_format", e.to_string()))?) };
-    if whole {
-        // Fail fast on a format this build lacks, before any synthesis.
-        format.encoder().map_err(|e| ApiError::invalid(Some("response_format"), "bad_format", e.to_string()))?;
-    }
+    // One encoder per request, made before any synthesis (a format this build lacks fails here).
+    let encoder = format.encoder().map_err(|e| ApiError::invalid(Some("response_format"), "bad_format", e.to_string()))?;
     let stream = tokio::task::spawn_blocking(move || synth.submit(request))
         .await
         .map_err(|e| ApiError::internal("internal", format!("queueing failed: {e}")))??;
     let (tx, mut rx) = mpsc::channel(2);
     // The pump logs in the request's span (its id on every line).
     let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(|| pump(stream, format, encoder, tx)));
+    tokio::task::spawn_blocking(move || span.in_scope(|| pump(stream, format, encoder, whole, tx)));
     match rx.recv().await {
         Some(Piece::Failed(e)) => Err(e),
         Some(first) => Ok((first, rx)),
@@ -204,8 +201,8 @@ pub(crate) async fn start(
 
 /// Moves spoken chunks through the encoder into `tx` until the end, an error, or the receiver
 /// going away (the client disconnected): then the stream is dropped, which cancels the request.
-fn pump(mut stream: Stream, format: AudioFormat, mut encoder: Option<Box<dyn Encoder>>, tx: mpsc::Sender<Piece>) {
-    let outcome = pump_chunks(&mut stream, format, encoder.as_mut(), &tx);
+fn pump(mut stream: Stream, format: AudioFormat, encoder: Box<dyn Encoder>, whole: bool, tx: mpsc::Sender<Piece>) {
+    let outcome = pump_chunks(&mut stream, format, encoder, whole, &tx);
     // One performance line per request.
     let p = stream.progress();
     let seconds = p.elapsed.as_secs_f64();
@@ -221,7 +218,8 @@ fn pump(mut stream: Stream, format: AudioFormat, mut encoder: Option<Box<dyn Enc
 }
 
 /// How the request ended: `done`, `failed` or `client_gone`.
-fn pump_chunks(stream: &mut Stream, format: AudioFormat, mut encoder: Option<&mut Box<dyn Encoder>>, tx: &mpsc::Sender<Piece>) -> &'static str {
+/// A whole answer (`whole`) is gathered and encoded at the end; otherwise each chunk is encoded as it comes.
+fn pump_chunks(stream: &mut Stream, format: AudioFormat, mut encoder: Box<dyn Encoder>, whole: bool, tx: &mpsc::Sender<Piece>) -> &'static str {
     let mut timeline = Timeline::new();
     let mut whole_audio = Vec::new();
     let (mut whole_words, mut ids, mut frames) = (Vec::new(), 0, 0);
@@ -231,7 +229,7 @@ fn pump_chunks(stream: &mut Stream, format: AudioFormat, mut encoder: Option<&mu
             Ok(Some(chunk)) => {
                 let words = timeline.place(&chunk);
                 let chunk_frames: usize = chunk.durations.iter().map(|&d| d as usize).sum();
-                match encoder.as_mut() {
+                match (!whole).then_some(&mut encoder) {
                     Some(encoder) => {
                         let piece = match encoder.push(&chunk.audio) {
                             Ok(bytes) => Piece::Audio { bytes, words, phoneme_ids: chunk.phoneme_ids, frames: chunk_frames },
@@ -263,10 +261,10 @@ fn pump_chunks(stream: &mut Stream, format: AudioFormat, mut encoder: Option<&mu
             }
         }
     }
-    let last = match encoder.as_mut() {
+    let last = match (!whole).then_some(&mut encoder) {
         Some(encoder) => encoder.finish().map(|bytes| Piece::Audio { bytes, words: Vec::new(), phoneme_ids: 0, frames: 0 }),
         None => format
-            .encode_all(&whole_audio)
+            .encode_whole(encoder, &whole_audio)
             .map(|bytes| Piece::Audio { bytes, words: whole_words, phoneme_ids: ids, frames }),
     };
     let failed = last.is_err();
