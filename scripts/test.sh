@@ -27,10 +27,15 @@ done
 step "set up: rustup target, Python venv (scripts/requirements.txt), Debian packages"
 rustup target list --installed | grep -x wasm32-unknown-unknown >/dev/null || rustup target add wasm32-unknown-unknown
 ./scripts/py -c 'import numpy, onnx, onnxruntime' # makes $KOKORO_CACHE/venv-* on first use
-# Debian's chromium (browser tests) and Mesa's lavapipe Vulkan driver (the wgpu test on the CPU).
+# Debian's chromium (browser tests), Mesa's lavapipe Vulkan driver (the wgpu test on the CPU), make
+# (LAME's build) and Prometheus' promtool (the server's metrics and alerting rules).
 missing=()
 ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers libvulkan1)
 command -v make >/dev/null || missing+=(make)
+# Prometheus' promtool: checks the server's /metrics and tests the alerting rules.
+command -v promtool >/dev/null || missing+=(prometheus)
+# curl: the server's streaming test streams through it, as a shell user would.
+command -v curl >/dev/null || missing+=(curl)
 [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

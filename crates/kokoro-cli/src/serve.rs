@@ -43,6 +43,10 @@ pub enum ConfigCommand {
     Check(ConfigArgs),
     /// Print the effective configuration (every layer applied) as TOML.
     Print(ConfigArgs),
+    /// Print the configuration's JSON Schema.
+    Schema,
+    /// Print docs/configuration.md (every key, its type, default and meaning).
+    Docs,
 }
 
 pub fn config(command: ConfigCommand) -> Result<()> {
@@ -52,6 +56,8 @@ pub fn config(command: ConfigCommand) -> Result<()> {
             println!("ok");
         }
         ConfigCommand::Print(args) => print!("{}", args.load()?.to_toml()),
+        ConfigCommand::Schema => println!("{}", serde_json::to_string_pretty(&kokoro_server::config::schema())?),
+        ConfigCommand::Docs => print!("{}", kokoro_server::config::docs_markdown()),
     }
     Ok(())
 }
@@ -80,26 +86,44 @@ pub struct ServeArgs {
 }
 
 pub fn serve(cache: &Cache, args: ServeArgs) -> Result<()> {
-    let mut config = args.config.load()?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    init_logs(args.log_json);
+    let listen = args.listen;
+    let load_config = {
+        let config_args = args.config.clone();
+        let log_json = args.log_json;
+        move || -> Result<ServerConfig, kokoro_server::ConfigError> {
+            let mut config = ServerConfig::load(config_args.config.as_deref(), config_args.profile.as_deref(), std::env::vars())?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            if log_json {
+                config.log.format = kokoro_server::config::LogFormat::Json;
+            }
+            Ok(config)
+        }
+    };
+    let config = load_config()?;
+    // KOKORO_LOG, when set, wins over the configured level at start.
+    let level = std::env::var("KOKORO_LOG").ok().filter(|l| !l.trim().is_empty());
+    let log = kokoro_server::logging::init(&config.log, level.as_deref()).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
         tracing::info!(%address, "listening; loading the model");
         let app = AppState::starting(config.clone());
+        app.set_log_handle(log);
+        app.set_reloader(Box::new(load_config));
+        tokio::spawn(reload_on_sighup(app.clone()));
         // Load in the background: health checks are answered meanwhile.
         let loading = {
             let (app, cache) = (app.clone(), cache.clone());
             tokio::task::spawn_blocking(move || -> Result<_> {
                 let (engine, load) = crate::load::engine(&cache, args.weights.as_ref(), args.device, &args.voice_source)?;
                 tracing::info!(backend = engine.backend().as_str(), seconds = load.as_secs_f64(), "weights loaded");
+                engine.voice_cache().resize(config.voices.cache_bytes);
                 let engine = Arc::new(engine);
                 let usage = crate::load::save_usage(&cache, &engine);
-                app.set_synthesizer(Arc::new(Scheduler::new(engine, config.engine.clone())));
+                app.set_synthesizer(Arc::new(Scheduler::with_observer(engine, config.engine.clone(), app.metrics.clone())));
                 app.run_prewarm();
                 Ok(usage)
             })
@@ -115,14 +139,21 @@ pub fn serve(cache: &Cache, args: ServeArgs) -> Result<()> {
     })
 }
 
-fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KOKORO_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+/// SIGHUP reads the configuration again and applies what can change live (an invalid file is
+/// refused and logged; the old configuration stays).
+async fn reload_on_sighup(app: Arc<AppState>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let app = app.clone();
+            // Errors are logged by reload itself.
+            let _ = tokio::task::spawn_blocking(move || app.reload()).await;
+        }
     }
+    #[cfg(not(unix))]
+    let _ = app;
 }
 
 /// SIGTERM or Ctrl-C.

@@ -130,6 +130,27 @@ fn the_openai_package_speaks_through_kokoro_serve_and_32_clients_are_all_served(
     let concurrent = &report["concurrent"];
     assert_eq!(concurrent["served"], 32, "{report}");
     assert!(concurrent["samples"].as_array().unwrap().iter().all(|s| s.as_u64().unwrap() > 24_000), "{report}");
+
+    // curl, as a shell user streams it: the same pcm twice over, first bytes well before the end.
+    let text = "This is the first sentence, spoken on its own. And here is the second one, after it.";
+    let out_pcm = files.join("curl.pcm");
+    let out = Command::new("curl")
+        .args(["-sSN", "--fail-with-body", "-o"])
+        .arg(&out_pcm)
+        .args(["-w", "%{http_code} %{time_starttransfer} %{time_total} %{content_type}", "-H", "content-type: application/json", "-d"])
+        .arg(json!({"input": text, "voice": "af_heart", "response_format": "pcm"}).to_string())
+        .arg(format!("{}/v1/audio/speech", server.base))
+        .output()
+        .expect("curl (scripts/test.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = String::from_utf8_lossy(&out.stdout).to_string();
+    let parts: Vec<&str> = written.split_whitespace().collect();
+    assert_eq!((parts[0], parts[3]), ("200", "audio/pcm"), "{written}");
+    let (first, total): (f64, f64) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
+    assert!(first < total * 0.75, "curl's first bytes after {first} s of {total} s");
+    let (status, whole) = server.post("/v1/audio/speech", &json!({"input": text, "voice": "af_heart", "response_format": "pcm", "stream": false})).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(std::fs::read(&out_pcm).unwrap(), whole, "streamed through curl = the whole answer");
 }
 
 #[cfg(unix)]
@@ -176,6 +197,92 @@ fn sigterm_drains_finishing_the_request_in_flight_and_refusing_new_ones() {
     assert!(code.success(), "{code}: {}", server.log());
     let log = server.log();
     assert!(log.contains("draining") && log.contains("stopped"), "{log}");
+}
+
+#[cfg(unix)]
+#[test]
+fn json_logs_rotate_carry_request_ids_change_level_live_and_sighup_reloads() {
+    let dir = std::env::temp_dir().join(format!("kokoro-serve-logs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_file = dir.join("logs/kokoro.log");
+    let admin = "admin-token-0123456789";
+    let config = |max_input_chars: i64| {
+        format!(
+            "[log]\nformat = \"json\"\nfile = \"{}\"\nrotate_bytes = 4096\nkeep_files = 2\n[security]\nadmin_token = \"{admin}\"\n[limits]\nmax_input_chars = {max_input_chars}\n",
+            log_file.display()
+        )
+    };
+    let server = Server::start("logs", &config(4096));
+    let config_path = server.log.parent().unwrap().join("config.toml");
+    let speak = |id: &str, text: &str| {
+        let mut r = Server::agent()
+            .post(&format!("{}/v1/audio/speech", server.base))
+            .header("x-request-id", id)
+            .send(json!({"input": text, "voice": "af_heart", "response_format": "pcm", "stream": false}).to_string())
+            .unwrap();
+        assert_eq!(r.headers()["x-request-id"], id, "the id comes back");
+        let status = r.status().as_u16();
+        r.body_mut().read_to_vec().unwrap();
+        status
+    };
+    // Enough requests to pass 4 KiB a few times over.
+    for i in 0..24 {
+        assert_eq!(speak(&format!("req-{i}"), "Hello."), 200);
+    }
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let rotated = |n: usize| PathBuf::from(format!("{}.{n}", log_file.display()));
+    assert!(rotated(1).is_file() && rotated(2).is_file(), "rotated twice at least");
+    assert!(!rotated(3).exists(), "only keep_files = 2 are kept");
+    let lines: Vec<Value> = [read(&rotated(2)), read(&rotated(1)), read(&log_file)]
+        .iter()
+        .flat_map(|t| t.lines().map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect::<Vec<_>>())
+        .collect();
+    assert!(std::fs::metadata(&log_file).unwrap().len() <= 4096);
+    // The last request's performance line, with its id and its costs.
+    let perf = lines.iter().rev().find(|l| l["message"] == "speech").expect("a performance line");
+    assert_eq!(perf["span"]["request_id"], "req-23", "{perf}");
+    for field in ["rtf", "queue_wait_ms", "decoder_ms", "encode_ms", "bytes", "cache_hit"] {
+        assert!(!perf[field].is_null(), "{field} in {perf}");
+    }
+
+    // The level, changed while running: at warn, no more info lines.
+    let admin_call = |method: &str, path: &str, body: Option<Value>| {
+        let url = format!("{}{path}", server.base);
+        let auth = format!("Bearer {admin}");
+        let mut r = match method {
+            "GET" => Server::agent().get(&url).header("authorization", &auth).call().unwrap(),
+            _ => Server::agent().put(&url).header("authorization", &auth).send(body.unwrap().to_string()).unwrap(),
+        };
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    assert_eq!(admin_call("PUT", "/admin/log-level", Some(json!({"level": "warn"}))).0, 200);
+    assert!(admin_call("GET", "/admin/log-level", None).1.contains("warn"));
+    let (status, body) = admin_call("PUT", "/admin/log-level", Some(json!({"level": "loud"})));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(speak("after-warn", "Hello."), 200);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!read(&log_file).contains("after-warn"), "no info line at warn");
+
+    // SIGHUP: a new limit applies; an invalid file is refused and the old configuration stays.
+    let pid = server.child.id().to_string();
+    std::fs::write(&config_path, config(20)).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let until = Instant::now() + Duration::from_secs(10);
+    while speak("probe", "This sentence is longer than twenty characters.") != 413 {
+        assert!(Instant::now() < until, "the reload did not take effect");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(&config_path, config(0)).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let until = Instant::now() + Duration::from_secs(10);
+    while !read(&log_file).contains("reload refused") {
+        assert!(Instant::now() < until, "no refusal logged: {}", read(&log_file));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(speak("still-20", "Short one."), 200);
+    assert_eq!(speak("still-20b", "This sentence is longer than twenty characters."), 413);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Samples of an MP3 file (symphonia, pure Rust).

@@ -94,6 +94,12 @@ impl<S: VoiceStore> Engine<S> {
         &self.device
     }
 
+    /// Bytes the model's parameters hold on the device (32-bit floats; memory reports).
+    pub fn weight_bytes(&self) -> usize {
+        use burn::module::Module as _;
+        self.kokoro.model.num_params() * std::mem::size_of::<f32>()
+    }
+
     pub fn load_time(&self) -> Duration {
         self.kokoro.load_time
     }
@@ -283,6 +289,8 @@ impl<S: VoiceStore> Engine<S> {
             audio: out.audio,
             words,
             timings: out.timings,
+            queue_wait: std::time::Duration::ZERO,
+            from_cache: false,
         }
     }
 }

@@ -40,7 +40,7 @@ pub mod wav;
 pub use engine::{Backend, BatchItem, Engine, TensorSummary};
 pub use response_cache::{ResponseCache, ResponseCacheSnapshot, ResponseCacheStats, ResponseKey};
 #[cfg(not(target_arch = "wasm32"))]
-pub use scheduler::{Batching, Input, Priority, Progress, Request, Scheduler, SchedulerConfig, SchedulerStats, Stream};
+pub use scheduler::{BatchReport, Batching, Input, Priority, Progress, Request, Scheduler, SchedulerConfig, SchedulerObserver, SchedulerStats, Stream};
 pub use error::EngineError;
 pub use kokoro_model::{MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SourceNoise, StageTimings};
 pub use kokoro_text::{ChunkOptions, Dialect};

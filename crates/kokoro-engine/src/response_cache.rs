@@ -259,6 +259,8 @@ mod tests {
             audio: vec![0.0; samples],
             words: Vec::new(),
             timings: Default::default(),
+            queue_wait: Default::default(),
+            from_cache: false,
         }
     }
 

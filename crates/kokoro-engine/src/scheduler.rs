@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kokoro_model::SourceNoise;
+use kokoro_model::{SourceNoise, StageTimings};
 use kokoro_text::ChunkOptions;
 use kokoro_voice::{Voice, VoiceStore};
 use serde::{Deserialize, Serialize};
@@ -156,18 +156,21 @@ impl Request {
 
 /// How the scheduler trades latency, throughput and memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerConfig {
     /// Most chunks in one forward pass (where batching is on).
     pub max_batch: usize,
     /// Whether chunks share forward passes: by default where it pays ([`Engine::batching_pays`]).
     pub batching: Batching,
-    /// Longest a chunk waits for company before its batch runs short.
+    /// Longest a chunk waits for company before its batch runs short (milliseconds).
     #[serde(with = "millis")]
+    #[cfg_attr(feature = "schema", schemars(with = "u64"))]
     pub max_wait: Duration,
     /// A class not served for this long rises one rank: bulk work waits at most two of these
-    /// behind a stream of interactive requests.
+    /// behind a stream of interactive requests (milliseconds).
     #[serde(with = "millis")]
+    #[cfg_attr(feature = "schema", schemars(with = "u64"))]
     pub aging: Duration,
     /// Off: first come, first served (the benchmark's baseline).
     pub priorities: bool,
@@ -208,6 +211,7 @@ impl Default for SchedulerConfig {
 }
 
 /// Whether the scheduler runs several chunks in one forward pass.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Batching {
@@ -273,6 +277,32 @@ pub struct SchedulerStats {
     pub in_flight: usize,
     pub open_requests: usize,
     pub held_audio_bytes: usize,
+}
+
+/// What a worker reports after each forward pass.
+#[derive(Debug, Clone, Default)]
+pub struct BatchReport {
+    /// Chunks in the pass.
+    pub size: usize,
+    /// Wall time of the pass.
+    pub wall: Duration,
+    /// Each chunk's priority and how long it waited in the queue.
+    pub waits: Vec<(Priority, Duration)>,
+    /// The pass's model stages (those of its first chunk spoken: a batch's chunks share them).
+    pub stages: StageTimings,
+    /// Audio made, and chunks that failed.
+    pub audio_seconds: f64,
+    pub failed: usize,
+}
+
+/// Told what the scheduler does as it does it, for metrics and stage breakdowns (the server's
+/// Prometheus histograms need each observation, not the totals [`SchedulerStats`] keeps).
+/// Called on the worker and submitting threads, outside the scheduler's lock: keep it quick.
+pub trait SchedulerObserver: Send + Sync {
+    /// After each forward pass.
+    fn batch(&self, report: &BatchReport);
+    /// After a stretch of G2P that produced `chunks` chunks (or failed).
+    fn text(&self, elapsed: Duration, chunks: usize);
 }
 
 enum Event {
@@ -357,6 +387,7 @@ struct Shared<S> {
     secs_per_chunk: AtomicU64,
     secs_per_byte: AtomicU64,
     cache: ResponseCache,
+    observer: Option<Arc<dyn SchedulerObserver>>,
 }
 
 /// Many requests on one engine. Dropping it finishes the work in flight, fails what is queued
@@ -369,6 +400,15 @@ pub struct Scheduler<S: VoiceStore + Send + Sync + 'static> {
 impl<S: VoiceStore + Send + Sync + 'static> Scheduler<S> {
     /// Starts `config.workers` worker threads on `engine`.
     pub fn new(engine: Arc<Engine<S>>, config: SchedulerConfig) -> Self {
+        Self::start(engine, config, None)
+    }
+
+    /// [`new`](Self::new), reporting each forward pass and each stretch of G2P to `observer`.
+    pub fn with_observer(engine: Arc<Engine<S>>, config: SchedulerConfig, observer: Arc<dyn SchedulerObserver>) -> Self {
+        Self::start(engine, config, Some(observer))
+    }
+
+    fn start(engine: Arc<Engine<S>>, config: SchedulerConfig, observer: Option<Arc<dyn SchedulerObserver>>) -> Self {
         let config = SchedulerConfig {
             max_batch: config.max_batch.max(1),
             workers: config.workers.max(1),
@@ -394,6 +434,7 @@ impl<S: VoiceStore + Send + Sync + 'static> Scheduler<S> {
             held: AtomicUsize::new(0),
             secs_per_chunk: AtomicU64::new(0f64.to_bits()),
             secs_per_byte: AtomicU64::new(0f64.to_bits()),
+            observer,
         });
         let workers = (0..shared.config.workers)
             .map(|i| {
@@ -530,7 +571,8 @@ impl<S: VoiceStore + Send + Sync + 'static> Shared<S> {
             for chunk in chunks.iter() {
                 p.chunks_done += 1;
                 p.audio_seconds += chunk.seconds();
-                let _ = tx.send(Event::Chunk(chunk.clone()));
+                let chunk = SpokenChunk { queue_wait: Duration::ZERO, from_cache: true, ..chunk.clone() };
+                let _ = tx.send(Event::Chunk(chunk));
             }
             p.chunks_total = Some(chunks.len());
             p.input_done = input_total;
@@ -551,7 +593,12 @@ impl<S: VoiceStore + Send + Sync + 'static> Shared<S> {
             Input::Text(t) => engine.plan(t.clone(), dialect, request.chunking)?,
             Input::Phonemes(p) => engine.plan_phonemes(p.to_string()),
         };
-        let first = plan.next().ok_or(EngineError::NothingToSay)??;
+        let g2p = Instant::now();
+        let first = plan.next();
+        if let Some(o) = &self.observer {
+            o.text(g2p.elapsed(), usize::from(matches!(first, Some(Ok(_)))));
+        }
+        let first = first.ok_or(EngineError::NothingToSay)??;
 
         let mut state = self.lock();
         if state.shutdown {
@@ -682,6 +729,8 @@ impl<S: VoiceStore + Send + Sync + 'static> Shared<S> {
         state.planning += 1;
         drop(state);
         let mut planned = Vec::new();
+        let g2p = Instant::now();
+        let mut chunks = 0;
         for (id, mut plan, want, priority) in plans {
             let mut got = Vec::new();
             let mut end = None;
@@ -698,7 +747,11 @@ impl<S: VoiceStore + Send + Sync + 'static> Shared<S> {
                     }
                 }
             }
+            chunks += got.len();
             planned.push((id, plan, got, end, priority));
+        }
+        if let Some(o) = &self.observer {
+            o.text(g2p.elapsed(), chunks);
         }
         let mut state = self.lock();
         state.planning -= 1;
@@ -833,6 +886,17 @@ impl<S: VoiceStore + Send + Sync + 'static> Shared<S> {
         let bytes: usize = batch.iter().map(|q| q.utterance.source.as_ref().map_or(q.utterance.phonemes.len(), |s| s.len())).sum();
         self.observe(wall, batch.len(), bytes);
         drop(batch_items);
+        if let Some(o) = &self.observer {
+            let spoken = results.iter().filter_map(|r| r.as_ref().ok());
+            o.batch(&BatchReport {
+                size: batch.len(),
+                wall,
+                waits: batch.iter().map(|q| (q.priority, start.saturating_duration_since(q.enqueued))).collect(),
+                stages: results.iter().find_map(|r| r.as_ref().ok()).map(|c| c.timings.clone()).unwrap_or_default(),
+                audio_seconds: spoken.map(SpokenChunk::seconds).sum(),
+                failed: results.iter().filter(|r| r.is_err()).count(),
+            });
+        }
 
         let mut state = self.lock();
         state.in_flight -= batch.len();
@@ -843,7 +907,8 @@ impl<S: VoiceStore + Send + Sync + 'static> Shared<S> {
             let Some(a) = state.requests.get_mut(&id) else { continue }; // cancelled or failed meanwhile
             a.in_flight -= 1;
             match result {
-                Ok(chunk) => {
+                Ok(mut chunk) => {
+                    chunk.queue_wait = start.saturating_duration_since(q.enqueued);
                     state.stats.chunks += 1;
                     state.stats.audio_seconds += chunk.seconds();
                     let a = state.requests.get_mut(&id).expect("checked");

@@ -2,6 +2,8 @@
 
 use std::ops::Range;
 
+use std::time::Duration;
+
 use kokoro_model::{SAMPLE_RATE, StageTimings};
 use serde::Serialize;
 
@@ -35,6 +37,10 @@ pub struct SpokenChunk {
     /// Words in samples from the start of this chunk's audio: `(text, start..end)`.
     pub words: Vec<(String, Range<usize>)>,
     pub timings: StageTimings,
+    /// How long the chunk waited in the scheduler's queue before its forward pass.
+    pub queue_wait: Duration,
+    /// Served from the response cache (no forward pass).
+    pub from_cache: bool,
 }
 
 impl SpokenChunk {
@@ -148,6 +154,8 @@ mod tests {
             audio: vec![0.0; n],
             words: vec![("w".to_string(), 1..n)],
             timings: StageTimings::default(),
+            queue_wait: Duration::ZERO,
+            from_cache: false,
         };
         let mut t = Timeline::new();
         // 1,000 chunks of 7 samples each: 1/24000 s steps that float sums would let drift.

@@ -3,16 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kokoro_engine::{ChunkOptions, SchedulerConfig};
+
+pub use crate::alerts::AlertsConfig;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The whole configuration of `kokoro serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on.
+    #[schemars(with = "String")]
     pub listen: SocketAddr,
     /// Model names `/v1/audio/speech` accepts (all are Kokoro-82M v1.0); the first is the one
     /// `/v1/models` lists first.
@@ -22,9 +26,79 @@ pub struct ServerConfig {
     pub text: TextConfig,
     /// The engine's scheduler: batching, queue bounds, the response cache.
     pub engine: SchedulerConfig,
+    pub log: LogConfig,
+    pub security: SecurityConfig,
+    pub rate_limit: RateLimitConfig,
+    pub alerts: AlertsConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Where the logs go and how they look.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (for people), `json` (one object per line) or `logfmt` (key=value).
+    pub format: LogFormat,
+    /// Which lines: a level (`info`) or tracing's directives (`info,kokoro_engine=debug`).
+    /// `KOKORO_LOG` wins at start; `/admin/log-level` changes it while running.
+    pub level: String,
+    /// A file to write instead of stderr, rotated (empty: stderr).
+    pub file: Option<PathBuf>,
+    /// Rotate when the file would pass this many bytes...
+    pub rotate_bytes: u64,
+    /// ...or when it is this many seconds old.
+    pub rotate_age_secs: u64,
+    /// Rotated files kept (`kokoro.log.1` the newest); older ones are deleted.
+    pub keep_files: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+    Logfmt,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into(), file: None, rotate_bytes: 64 << 20, rotate_age_secs: 86_400, keep_files: 7 }
+    }
+}
+
+/// Who may call what.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Keys a client must send as `Authorization: Bearer KEY` to reach `/v1` and `/dev` (empty:
+    /// no key needed). Health, metrics and the status page stay open.
+    pub api_keys: Vec<String>,
+    /// The token `/admin/*` needs (`Authorization: Bearer TOKEN`); empty: `/admin` is off.
+    pub admin_token: String,
+    /// Serve `/debug/*` (caches, memory, stages, the configuration with secrets hidden).
+    pub debug_routes: bool,
+    /// Origins a browser page may call from (`["*"]` for any); empty: no CORS headers.
+    pub cors_allow_origins: Vec<String>,
+}
+
+/// Per-client request rates on `/v1` and `/dev` (a client is its API key, else its address).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per minute per client (0: no limit).
+    pub requests_per_minute: u32,
+    /// Requests a client may send at once above the sustained rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { requests_per_minute: 0, burst: 10 }
+    }
+}
+
+/// What one request may ask, and when the server refuses work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Longest `input`, in characters (OpenAI's limit is 4,096).
@@ -33,9 +107,13 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// A request not finished after this many seconds fails with 504.
     pub request_timeout_secs: f64,
+    /// New speech is refused (503) while the process's resident memory is above this many
+    /// bytes, so it never grows past it (0: no limit).
+    pub memory_limit_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Voice names, start-up pre-warming and the voice cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct VoicesConfig {
     /// Other names for voices or mixes: OpenAI's voice names map here, so an OpenAI client's
@@ -43,10 +121,12 @@ pub struct VoicesConfig {
     pub aliases: BTreeMap<String, String>,
     /// Voices loaded and pinned at start-up, before the server reports ready.
     pub prewarm: Vec<String>,
+    /// Byte budget of the voice cache (a voice is 510 x 256 floats, 522 KiB).
+    pub cache_bytes: usize,
 }
 
 /// How a request's text is cut into the chunks the model speaks one pass at a time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TextConfig {
     /// Pack whole sentences into each chunk up to `max_phonemes` (fewer passes, more throughput),
@@ -78,13 +158,17 @@ impl Default for ServerConfig {
             voices: VoicesConfig::default(),
             text: TextConfig::default(),
             engine: SchedulerConfig::default(),
+            log: LogConfig::default(),
+            security: SecurityConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_input_chars: 4096, max_body_bytes: 1 << 20, request_timeout_secs: 300.0 }
+        Self { max_input_chars: 4096, max_body_bytes: 1 << 20, request_timeout_secs: 300.0, memory_limit_bytes: 0 }
     }
 }
 
@@ -103,7 +187,7 @@ impl Default for VoicesConfig {
             ("sage", "am_michael"),
             ("shimmer", "af_sky"),
         ];
-        Self { aliases: aliases.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(), prewarm: vec!["af_heart".to_string()] }
+        Self { aliases: aliases.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(), prewarm: vec!["af_heart".to_string()], cache_bytes: 16 << 20 }
     }
 }
 
@@ -150,7 +234,7 @@ pub const PROFILES: [(&str, &str); 4] = [
 
 /// The top-level keys `KOKORO_*` variables may set (others, such as `KOKORO_CACHE`, are not
 /// configuration).
-const TOP_KEYS: [&str; 6] = ["listen", "models", "limits", "voices", "text", "engine"];
+const TOP_KEYS: [&str; 10] = ["listen", "models", "limits", "voices", "text", "engine", "log", "security", "rate_limit", "alerts"];
 
 impl ServerConfig {
     /// The configuration from its layers, each over the one before: the defaults, a built-in
@@ -173,6 +257,10 @@ impl ServerConfig {
         }
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("KOKORO_") else { continue };
+            // KOKORO_LOG is the log level at start (logging::init), not the `[log]` section.
+            if rest == "LOG" {
+                continue;
+            }
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
             if !TOP_KEYS.contains(&path[0].as_str()) {
                 continue;
@@ -250,7 +338,101 @@ impl ServerConfig {
         if e.max_queued_chunks == 0 || e.max_requests == 0 {
             return invalid("engine.max_requests", &e.max_requests.min(e.max_queued_chunks), "queue bounds must be at least 1");
         }
+        if !(1 << 20..=16 << 30).contains(&self.voices.cache_bytes) {
+            return invalid("voices.cache_bytes", &self.voices.cache_bytes, "must be 1 MiB to 16 GiB");
+        }
+        if l.memory_limit_bytes != 0 && l.memory_limit_bytes < 256 << 20 {
+            return invalid("limits.memory_limit_bytes", &l.memory_limit_bytes, "must be 0 (no limit) or at least 268435456 (256 MiB: the model alone needs more)");
+        }
+        let g = &self.log;
+        if crate::logging::parse_level(&g.level).is_err() {
+            return invalid("log.level", &g.level, "must be a level (error, warn, info, debug, trace) or tracing directives such as info,kokoro_engine=debug");
+        }
+        if g.rotate_bytes < 4096 {
+            return invalid("log.rotate_bytes", &g.rotate_bytes, "must be at least 4096");
+        }
+        if g.rotate_age_secs < 1 {
+            return invalid("log.rotate_age_secs", &g.rotate_age_secs, "must be at least 1");
+        }
+        if !(1..=1000).contains(&g.keep_files) {
+            return invalid("log.keep_files", &g.keep_files, "must be 1 to 1000");
+        }
+        let sec = &self.security;
+        for key in &sec.api_keys {
+            if key.len() < 8 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return invalid("security.api_keys", &"<redacted>", "each key must be at least 8 printable characters without spaces");
+            }
+        }
+        if !sec.admin_token.is_empty() && (sec.admin_token.len() < 16 || !sec.admin_token.bytes().all(|b| b.is_ascii_graphic())) {
+            return invalid("security.admin_token", &"<redacted>", "must be empty (no /admin) or at least 16 printable characters without spaces");
+        }
+        for origin in &sec.cors_allow_origins {
+            if origin != "*" && (axum::http::HeaderValue::from_str(origin).is_err() || !(origin.starts_with("http://") || origin.starts_with("https://"))) {
+                return invalid("security.cors_allow_origins", origin, "must be \"*\" or origins such as https://example.com");
+            }
+        }
+        let a = &self.alerts;
+        if !(a.interval_secs > 0.0 && a.interval_secs <= 3600.0) {
+            return invalid("alerts.interval_secs", &a.interval_secs, "must be above 0 and at most 3600");
+        }
+        if !(a.window_secs >= a.interval_secs && a.window_secs <= 86_400.0) {
+            return invalid("alerts.window_secs", &a.window_secs, "must be at least alerts.interval_secs and at most 86400");
+        }
+        if !(a.for_secs >= 0.0 && a.for_secs <= 86_400.0) {
+            return invalid("alerts.for_secs", &a.for_secs, "must be 0 to 86400");
+        }
+        for (key, value) in [
+            ("alerts.queue_saturation", a.queue_saturation),
+            ("alerts.error_rate", a.error_rate),
+            ("alerts.memory_ratio", a.memory_ratio),
+            ("alerts.voice_cache_hit_rate", a.voice_cache_hit_rate),
+            ("alerts.gpu_memory_ratio", a.gpu_memory_ratio),
+        ] {
+            if !(value > 0.0 && value <= 1.0) {
+                return invalid(key, &value, "must be a share above 0 and at most 1");
+            }
+        }
+        if !(a.first_audio_p99_secs > 0.0) || !(a.voice_cache_evictions_per_sec > 0.0) {
+            return invalid("alerts.first_audio_p99_secs", &a.first_audio_p99_secs.min(a.voice_cache_evictions_per_sec), "thresholds must be above 0");
+        }
+        if !a.webhook_url.is_empty() && !a.webhook_url.starts_with("http://") {
+            return invalid("alerts.webhook_url", &a.webhook_url, "must be empty or an http:// URL (plain HTTP: put TLS in front of a receiver across a network)");
+        }
+        if self.rate_limit.requests_per_minute > 0 && self.rate_limit.burst == 0 {
+            return invalid("rate_limit.burst", &0, "must be at least 1 when requests_per_minute is set");
+        }
         Ok(())
+    }
+
+    /// The configuration with its secrets replaced (what `/debug/config` shows).
+    pub fn redacted(&self) -> Self {
+        let mut c = self.clone();
+        c.security.api_keys = c.security.api_keys.iter().map(|_| "<redacted>".to_string()).collect();
+        if !c.security.admin_token.is_empty() {
+            c.security.admin_token = "<redacted>".into();
+        }
+        c
+    }
+
+    /// What a live reload cannot change (they need a restart): the address, the routes' layers
+    /// (CORS, body limit) and the scheduler's threads and queues. Returns their keys.
+    pub fn needs_restart(&self, new: &Self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut engine = new.engine.clone();
+        engine.response_cache_bytes = self.engine.response_cache_bytes;
+        for (key, changed) in [
+            ("listen", self.listen != new.listen),
+            ("limits.max_body_bytes", self.limits.max_body_bytes != new.limits.max_body_bytes),
+            ("security.cors_allow_origins", self.security.cors_allow_origins != new.security.cors_allow_origins),
+            ("log.format", self.log.format != new.log.format),
+            ("log.file", self.log.file != new.log.file),
+            ("engine", engine != self.engine),
+        ] {
+            if changed {
+                keys.push(key);
+            }
+        }
+        keys
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -286,6 +468,121 @@ impl ServerConfig {
     }
 }
 
+/// The configuration's JSON Schema (`kokoro config schema`), from the structs and their doc
+/// comments (schemars).
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ServerConfig)).expect("a schema serializes")
+}
+
+/// `docs/configuration.md`: every key with its type, default and meaning, from [`schema`] and
+/// the defaults (`kokoro config docs`; a test checks the file is current).
+pub fn docs_markdown() -> String {
+    use std::fmt::Write as _;
+    let schema = schema();
+    let defaults = serde_json::to_value(ServerConfig::default()).expect("the defaults serialize");
+    let defs = &schema["$defs"];
+    let mut out = String::new();
+    let _ = writeln!(out, "# Configuration of `kokoro serve`\n");
+    let _ = writeln!(
+        out,
+        "<!-- Generated by `kokoro config docs > docs/configuration.md` from crates/kokoro-server/src/config.rs; a test checks it is current. -->\n"
+    );
+    let _ = writeln!(
+        out,
+        "One TOML file (`--config`), every key optional. Layers, each over the one before: these defaults, a built-in \
+         profile (`--profile {}`), the file, then `KOKORO_<SECTION>__<KEY>=value` variables (`KOKORO_LIMITS__MAX_INPUT_CHARS=2000`). \
+         `kokoro config check` validates, `kokoro config print` shows the result, `kokoro config schema` prints the JSON Schema. \
+         What can change while running is listed in docs/server.md (Configuration).\n",
+        PROFILES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("|")
+    );
+    let table = |out: &mut String, props: &serde_json::Map<String, serde_json::Value>, defaults: &serde_json::Value, prefix: &str| {
+        let _ = writeln!(out, "| key | type | default | meaning |\n|---|---|---|---|");
+        for (key, prop) in props {
+            if prop.get("$ref").is_some() && type_of(prop, defs).starts_with('[') {
+                continue; // a section of its own
+            }
+            let default = default_text(&defaults[key.as_str()]);
+            let _ = writeln!(out, "| `{prefix}{key}` | {} | {default} | {} |", type_of(prop, defs), cell(description(prop, defs)));
+        }
+        out.push('\n');
+    };
+    let _ = writeln!(out, "## Top level\n");
+    let props = schema["properties"].as_object().expect("an object schema");
+    table(&mut out, props, &defaults, "");
+    for (key, prop) in props {
+        let Some(def) = prop.get("$ref").and_then(|r| r.as_str()).and_then(|r| r.strip_prefix("#/$defs/")).map(|name| &defs[name]) else { continue };
+        let Some(section) = def.get("properties").and_then(|p| p.as_object()) else { continue };
+        let _ = writeln!(out, "## `[{key}]`\n");
+        if let Some(d) = prop.get("description").or_else(|| def.get("description")).and_then(|d| d.as_str()) {
+            let _ = writeln!(out, "{}\n", d.replace('\n', " "));
+        }
+        table(&mut out, section, &defaults[key.as_str()], &format!("{key}."));
+    }
+    out.trim_end().to_string() + "\n"
+}
+
+/// A property's description, or its definition's.
+fn description<'a>(prop: &'a serde_json::Value, defs: &'a serde_json::Value) -> &'a str {
+    prop.get("description")
+        .or_else(|| prop.get("$ref").and_then(|r| r.as_str()).and_then(|r| r.strip_prefix("#/$defs/")).and_then(|n| defs[n].get("description")))
+        .and_then(|d| d.as_str())
+        .unwrap_or("")
+}
+
+/// A property's type in words: `integer`, `string or none`, `array of string`, `"a" \| "b"`;
+/// `[section]` for a table of its own.
+fn type_of(prop: &serde_json::Value, defs: &serde_json::Value) -> String {
+    if let Some(name) = prop.get("$ref").and_then(|r| r.as_str()).and_then(|r| r.strip_prefix("#/$defs/")) {
+        let def = &defs[name];
+        if def.get("properties").is_some() {
+            return format!("[{name}]");
+        }
+        return type_of(def, defs);
+    }
+    if let Some(values) = prop.get("enum").and_then(|e| e.as_array()) {
+        return values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(" \\| ");
+    }
+    if let Some(options) = prop.get("oneOf").or_else(|| prop.get("anyOf")).and_then(|o| o.as_array()) {
+        return options
+            .iter()
+            .map(|o| o.get("const").map_or_else(|| type_of(o, defs), |c| format!("`{c}`")))
+            .collect::<Vec<_>>()
+            .join(" \\| ");
+    }
+    let types: Vec<String> = match &prop["type"] {
+        serde_json::Value::String(t) => vec![t.clone()],
+        serde_json::Value::Array(ts) => ts.iter().filter_map(|t| t.as_str().map(str::to_string)).collect(),
+        _ => vec!["any".into()],
+    };
+    types
+        .iter()
+        .map(|t| match t.as_str() {
+            "array" => format!("array of {}", type_of(&prop["items"], defs)),
+            "object" => match prop.get("additionalProperties") {
+                Some(v) if v.is_object() => format!("table of {}", type_of(v, defs)),
+                _ => "table".into(),
+            },
+            "null" => "none".into(),
+            other => other.into(),
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+fn default_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "none".into(),
+        serde_json::Value::Object(m) if m.len() > 3 => format!("{} entries", m.len()),
+        v => format!("`{}`", v.to_string().replace('|', "\\|")),
+    }
+}
+
+fn cell(text: &str) -> String {
+    // Rustdoc's links (`[`Engine::batching_pays`]`) read as plain code here.
+    let text = text.replace("[`", "`").replace("`]", "`");
+    text.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +596,24 @@ mod tests {
         assert!(e.to_string().contains("max_input_charz"), "{e}");
         let e = ServerConfig::from_toml("[voices]\nprewarm = [\"../etc/passwd\"]\n").unwrap_err();
         assert!(e.to_string().starts_with("voices.prewarm = ../etc/passwd"), "{e}");
+    }
+
+    #[test]
+    fn docs_configuration_md_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        let generated = docs_markdown();
+        if on_disk != generated {
+            let _ = std::fs::write(path.with_extension("md.new"), &generated);
+            panic!("docs/configuration.md is out of date: run `kokoro config docs > docs/configuration.md` (the new text is in docs/configuration.md.new)");
+        }
+        // Every key of every section is documented, with a meaning.
+        for section in ["limits", "voices", "text", "engine", "log", "security", "rate_limit", "alerts"] {
+            assert!(generated.contains(&format!("## `[{section}]`")), "{section}");
+        }
+        for line in generated.lines().filter(|l| l.starts_with("| `")) {
+            assert!(!line.ends_with("|  |"), "a key without a meaning: {line}");
+        }
     }
 
     #[test]

@@ -73,6 +73,28 @@ impl ApiError {
     }
 
     /// 500: our fault, not the client's.
+    /// 401: no API key, or one the server does not know (OpenAI's `invalid_api_key`).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::UNAUTHORIZED, ..Self::invalid(None, "invalid_api_key", message) }
+    }
+
+    /// 403: a valid request this caller may not make (a wrong admin token).
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self { status: StatusCode::FORBIDDEN, ..Self::invalid(None, code, message) }
+    }
+
+    /// 429 with Retry-After: a client over its rate limit (OpenAI's `rate_limit_exceeded`).
+    pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.into(),
+            kind: "rate_limit_error",
+            param: None,
+            code: "rate_limit_exceeded",
+            retry_after: Some(retry_after),
+        }
+    }
+
     pub fn internal(code: &'static str, message: impl Into<String>) -> Self {
         Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into(), kind: "server_error", param: None, code, retry_after: None }
     }

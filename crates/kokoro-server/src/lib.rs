@@ -15,22 +15,30 @@
 //! Crates chosen: `axum` (the router, testable as a tower `Service`), `tower-http` (request ids,
 //! tracing spans), `tokio` (the runtime axum runs on), `tracing` (structured logs),
 //! `serde_path_to_error` (a bad field is named in the 400), `base64` (SSE deltas, captions),
-//! `toml` (the configuration file).
+//! `toml` (the configuration file), `metrics` with `metrics-exporter-prometheus` (the `/metrics`
+//! exposition; see [`metrics`]), `metrics-process` (process CPU and memory), `nvml-wrapper`
+//! (NVIDIA GPU use, when a driver is there), `tracing-subscriber` and `tracing-logfmt` (text,
+//! JSON and logfmt lines; see [`logging`]), `governor` (per-client rate limits).
 
+mod admin;
+pub mod alerts;
 pub mod audio;
 mod catalog;
 pub mod config;
 mod dev;
 pub mod error;
+pub mod logging;
+pub mod metrics;
 mod speech;
 pub mod state;
+pub mod status;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -49,7 +57,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// The whole HTTP surface.
 pub fn router(app: Arc<AppState>) -> Router {
-    let body_limit = app.config().limits.max_body_bytes;
+    let config = app.config();
     let work = Router::new()
         .route("/v1/audio/speech", post(speech::speech))
         .route("/v1/audio/voices/combine", post(catalog::combine))
@@ -57,18 +65,31 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/dev/phonemize", post(dev::phonemize))
         .route("/dev/generate_from_phonemes", post(dev::generate_from_phonemes))
         .route_layer(middleware::from_fn_with_state(app.clone(), refuse_while_draining));
-    let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
-    Router::new()
+    // What clients call: behind the API keys and the rate limits.
+    let api = Router::new()
         .merge(work)
         .route("/v1/models", get(catalog::models))
         .route("/v1/models/{model}", get(catalog::model))
         .route("/v1/audio/voices", get(catalog::voices))
+        .route_layer(middleware::from_fn_with_state(app.clone(), guard));
+    let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
+    let mut router = Router::new()
+        .merge(api)
+        .merge(admin::routes(app.clone()))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/health", get(ready))
+        .route("/metrics", get(metrics_text))
+        .route("/", get(status::page))
+        .route("/status.json", get(status::status_json))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(openai_error_bodies))
+        .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
+        .layer(middleware::from_fn(openai_error_bodies));
+    if let Some(cors) = cors_layer(&config.security.cors_allow_origins) {
+        router = router.layer(cors);
+    }
+    router
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|r: &Request| {
             let id = r.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -76,6 +97,134 @@ pub fn router(app: Arc<AppState>) -> Router {
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(app)
+}
+
+/// CORS for browser pages on other origins, when configured.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST, axum::http::Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, axum::http::HeaderName::from_static("x-priority"), axum::http::HeaderName::from_static(REQUEST_ID)])
+            .expose_headers([axum::http::HeaderName::from_static(REQUEST_ID), header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// `Authorization: Bearer KEY` against the configured API keys (when there are any), then the
+/// client's rate limit (keyed by its API key, else its address).
+async fn guard(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let config = app.config();
+    let key = bearer(request.headers());
+    if !config.security.api_keys.is_empty() {
+        let Some(key) = key else {
+            return ApiError::unauthorized("no API key: send Authorization: Bearer YOUR_KEY").into_response();
+        };
+        if !config.security.api_keys.iter().any(|k| constant_time_eq(k.as_bytes(), key.as_bytes())) {
+            return ApiError::unauthorized("the API key is not one this server knows").into_response();
+        }
+    }
+    if let Some(limiter) = app.rate_limiter() {
+        let client = match key {
+            Some(k) => format!("key:{}", short_hash(k)),
+            None => request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or_else(|| "address:unknown".to_string(), |c| format!("address:{}", c.0.ip())),
+        };
+        if let Err(not_until) = limiter.check_key(&client) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let per_minute = config.rate_limit.requests_per_minute;
+            return ApiError::rate_limited(format!("rate limit reached ({per_minute} requests per minute): retry after the Retry-After seconds"), wait).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The token of `Authorization: Bearer TOKEN`.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A hash of the key (SipHash): the limiter keys on it rather than on the secret itself.
+fn short_hash(key: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Counts each answered request by route, method and status, and times it to its last byte.
+async fn observe(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let method = request.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    app.metrics.http_request(&route, &method, response.status().as_u16());
+    let metrics = app.metrics.clone();
+    let (parts, body) = response.into_parts();
+    let body = ObservedBody { inner: body, done: Some(Box::new(move || metrics.http_duration(&route, started.elapsed().as_secs_f64()))) };
+    Response::from_parts(parts, axum::body::Body::new(body))
+}
+
+/// A response body that calls `done` once, at its end or when dropped (a client that left).
+struct ObservedBody {
+    inner: axum::body::Body,
+    done: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done();
+        }
+    }
+}
+
+impl axum::body::HttpBody for ObservedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            if let Some(done) = self.done.take() {
+                done();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Prometheus' text format.
+async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
+    let text = app.metrics.render(&app.levels());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 async fn live() -> impl IntoResponse {
@@ -153,6 +302,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
+    let app_for_alerts = app.clone();
     let drained = {
         let app = app.clone();
         async move {
@@ -168,6 +318,15 @@ pub async fn serve(
             tracing::info!(open_requests = open_requests(), "drained; closing connections");
         }
     };
-    let server = axum::serve(listener, router(app)).with_graceful_shutdown(drained);
-    server.await
+    // The peer's address reaches handlers (the rate limit keys on it).
+    let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(drained);
+    // The server's own alert evaluation, for as long as it serves.
+    let alerts = tokio::spawn(alerts::run(app_for_alerts.clone()));
+    // The status page's chart points.
+    let sampler = tokio::spawn(status::run_sampler(app_for_alerts));
+    let served = server.await;
+    alerts.abort();
+    sampler.abort();
+    served
 }

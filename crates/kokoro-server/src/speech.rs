@@ -182,7 +182,21 @@ pub(crate) async fn start(
     format: AudioFormat,
     whole: bool,
 ) -> Result<(Piece, mpsc::Receiver<Piece>), ApiError> {
+    let arrived = Instant::now();
     let synth = app.synth()?;
+    let limit = app.config().limits.memory_limit_bytes;
+    if limit > 0 {
+        let rss = crate::metrics::process_rss();
+        if rss > limit {
+            tracing::warn!(rss, limit, "memory above its limit: refusing new speech");
+            return Err(ApiError::unavailable(
+                "memory_limit",
+                format!("the server holds {} MiB, above its limit of {} MiB (limits.memory_limit_bytes): retry shortly", rss >> 20, limit >> 20),
+                Duration::from_secs(2),
+            ));
+        }
+    }
+    let priority = request.priority;
     // One encoder per request, made before any synthesis (a format this build lacks fails here).
     let encoder = format.encoder().map_err(|e| ApiError::invalid(Some("response_format"), "bad_format", e.to_string()))?;
     let stream = tokio::task::spawn_blocking(move || synth.submit(request))
@@ -191,35 +205,77 @@ pub(crate) async fn start(
     let (tx, mut rx) = mpsc::channel(2);
     // The pump logs in the request's span (its id on every line).
     let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(|| pump(stream, format, encoder, whole, tx)));
+    let metrics = app.metrics.clone();
+    tokio::task::spawn_blocking(move || span.in_scope(|| pump(stream, format, encoder, whole, tx, &metrics)));
     match rx.recv().await {
         Some(Piece::Failed(e)) => Err(e),
-        Some(first) => Ok((first, rx)),
+        Some(first) => {
+            app.metrics.first_audio(priority, arrived.elapsed().as_secs_f64());
+            Ok((first, rx))
+        }
         None => Err(ApiError::internal("internal", "the synthesis ended without audio")),
+    }
+}
+
+/// What one request cost, for its performance line and the metrics.
+#[derive(Debug, Default)]
+struct Cost {
+    queue_wait: Duration,
+    stages: kokoro_engine::StageTimings,
+    encode: Duration,
+    bytes: u64,
+    cached_chunks: usize,
+    first_audio: Option<Duration>,
+}
+
+impl Cost {
+    fn chunk(&mut self, chunk: &kokoro_engine::SpokenChunk) {
+        self.queue_wait += chunk.queue_wait;
+        self.cached_chunks += usize::from(chunk.from_cache);
+        let (s, t) = (&mut self.stages, &chunk.timings);
+        s.bert += t.bert;
+        s.predictor += t.predictor;
+        s.text_encoder += t.text_encoder;
+        s.decoder += t.decoder;
+        s.total += t.total;
     }
 }
 
 /// Moves spoken chunks through the encoder into `tx` until the end, an error, or the receiver
 /// going away (the client disconnected): then the stream is dropped, which cancels the request.
-fn pump(mut stream: Stream, format: AudioFormat, encoder: Box<dyn Encoder>, whole: bool, tx: mpsc::Sender<Piece>) {
-    let outcome = pump_chunks(&mut stream, format, encoder, whole, &tx);
+fn pump(mut stream: Stream, format: AudioFormat, encoder: Box<dyn Encoder>, whole: bool, tx: mpsc::Sender<Piece>, metrics: &crate::metrics::Metrics) {
+    let mut cost = Cost::default();
+    let outcome = pump_chunks(&mut stream, format, encoder, whole, &tx, &mut cost);
     // One performance line per request.
     let p = stream.progress();
     let seconds = p.elapsed.as_secs_f64();
+    let rtf = (p.audio_seconds > 0.0).then(|| seconds / p.audio_seconds);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     tracing::info!(
         outcome = outcome,
         format = format.as_str(),
         chunks = p.chunks_done,
         audio_seconds = p.audio_seconds,
         seconds,
-        rtf = if p.audio_seconds > 0.0 { seconds / p.audio_seconds } else { 0.0 },
+        rtf = rtf.unwrap_or(0.0),
+        first_audio_ms = cost.first_audio.map_or(0.0, ms),
+        queue_wait_ms = ms(cost.queue_wait),
+        bert_ms = ms(cost.stages.bert),
+        predictor_ms = ms(cost.stages.predictor),
+        text_encoder_ms = ms(cost.stages.text_encoder),
+        decoder_ms = ms(cost.stages.decoder),
+        encode_ms = ms(cost.encode),
+        bytes = cost.bytes,
+        cache_hit = cost.cached_chunks > 0 && cost.cached_chunks == p.chunks_done,
         "speech"
     );
+    metrics.speech_done(outcome, format.as_str(), rtf, cost.encode, cost.bytes);
 }
 
 /// How the request ended: `done`, `failed` or `client_gone`.
 /// A whole answer (`whole`) is gathered and encoded at the end; otherwise each chunk is encoded as it comes.
-fn pump_chunks(stream: &mut Stream, format: AudioFormat, mut encoder: Box<dyn Encoder>, whole: bool, tx: &mpsc::Sender<Piece>) -> &'static str {
+fn pump_chunks(stream: &mut Stream, format: AudioFormat, mut encoder: Box<dyn Encoder>, whole: bool, tx: &mpsc::Sender<Piece>, cost: &mut Cost) -> &'static str {
+    let started = Instant::now();
     let mut timeline = Timeline::new();
     let mut whole_audio = Vec::new();
     let (mut whole_words, mut ids, mut frames) = (Vec::new(), 0, 0);
@@ -227,14 +283,21 @@ fn pump_chunks(stream: &mut Stream, format: AudioFormat, mut encoder: Box<dyn En
     loop {
         match stream.next_timeout(Duration::from_millis(50)) {
             Ok(Some(chunk)) => {
+                cost.chunk(&chunk);
                 let words = timeline.place(&chunk);
                 let chunk_frames: usize = chunk.durations.iter().map(|&d| d as usize).sum();
                 match (!whole).then_some(&mut encoder) {
                     Some(encoder) => {
+                        let encoding = Instant::now();
                         let piece = match encoder.push(&chunk.audio) {
-                            Ok(bytes) => Piece::Audio { bytes, words, phoneme_ids: chunk.phoneme_ids, frames: chunk_frames },
+                            Ok(bytes) => {
+                                cost.bytes += bytes.len() as u64;
+                                Piece::Audio { bytes, words, phoneme_ids: chunk.phoneme_ids, frames: chunk_frames }
+                            }
                             Err(e) => encode_failed(e),
                         };
+                        cost.encode += encoding.elapsed();
+                        cost.first_audio.get_or_insert_with(|| started.elapsed());
                         let failed = matches!(piece, Piece::Failed(_));
                         if tx.blocking_send(piece).is_err() {
                             return "client_gone";
@@ -261,12 +324,18 @@ fn pump_chunks(stream: &mut Stream, format: AudioFormat, mut encoder: Box<dyn En
             }
         }
     }
+    let encoding = Instant::now();
     let last = match (!whole).then_some(&mut encoder) {
         Some(encoder) => encoder.finish().map(|bytes| Piece::Audio { bytes, words: Vec::new(), phoneme_ids: 0, frames: 0 }),
         None => format
             .encode_whole(encoder, &whole_audio)
             .map(|bytes| Piece::Audio { bytes, words: whole_words, phoneme_ids: ids, frames }),
     };
+    cost.encode += encoding.elapsed();
+    if let Ok(Piece::Audio { bytes, .. }) = &last {
+        cost.bytes += bytes.len() as u64;
+    }
+    cost.first_audio.get_or_insert_with(|| started.elapsed());
     let failed = last.is_err();
     if tx.blocking_send(last.unwrap_or_else(encode_failed)).is_err() {
         return "client_gone";

@@ -3,8 +3,7 @@
 //! statuses, health while starting, ready and draining, request ids, overload and recovery, and a
 //! client that goes away.
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -12,31 +11,15 @@ use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
 use http_body_util::BodyExt;
-use kokoro_engine::{Backend, Engine, Request as EngineRequest, Scheduler, SourceNoise};
-use kokoro_model::Kokoro;
+use kokoro_engine::{Request as EngineRequest, Scheduler, SourceNoise};
 use kokoro_server::{AppState, ServerConfig, router};
 use kokoro_voice::DirStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn cache() -> PathBuf {
-    std::env::var_os("KOKORO_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kokoro-burn"))
-}
+mod common;
+use common::{cache, engine};
 
-/// One engine for the whole test binary: loading the weights takes a second or two.
-fn engine() -> Arc<Engine<DirStore>> {
-    static ENGINE: OnceLock<Arc<Engine<DirStore>>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            let device = burn::tensor::Device::flex();
-            let kokoro = Kokoro::load(&cache().join("kokoro-v1_0-int8.safetensors"), &device)
-                .expect("weights: run `kokoro fetch` (scripts/test.sh does)");
-            Arc::new(Engine::new(kokoro, device, Backend::Cpu, DirStore { dir: cache().join("voices") }, 8 * 522_240))
-        })
-        .clone()
-}
 
 /// A ready server with `config` (no response cache: each request is really spoken).
 fn server(mut config: ServerConfig) -> (Arc<AppState>, Arc<Scheduler<DirStore>>) {

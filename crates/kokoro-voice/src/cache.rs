@@ -42,11 +42,14 @@ pub struct CacheStats {
     pub prefetches: u64,
     /// Load times: counts of loads under 1 ms, 10 ms, 100 ms, 1 s, and longer.
     pub load_time_histogram: [u64; 5],
+    /// All load times together (with `loads`, the mean; a Prometheus histogram's sum).
+    pub load_time_total: Duration,
 }
 
 impl CacheStats {
     fn record_load(&mut self, load_time: Duration) {
         self.loads += 1;
+        self.load_time_total += load_time;
         let bucket = [1u128, 10, 100, 1000].iter().position(|&ms| load_time.as_millis() < ms).unwrap_or(4);
         self.load_time_histogram[bucket] += 1;
     }
