@@ -36,6 +36,8 @@ command -v make >/dev/null || missing+=(make)
 command -v promtool >/dev/null || missing+=(prometheus)
 # curl: the server's streaming test streams through it, as a shell user would.
 command -v curl >/dev/null || missing+=(curl)
+# ffmpeg: the server's AAC encoder (response_format aac).
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -110,10 +110,12 @@ fn the_openai_package_speaks_through_kokoro_serve_and_32_clients_are_all_served(
     assert_eq!(formats["opus"]["content_type"], "audio/opus");
     assert_eq!(decode_opus(&read("opus")) as u64, pcm, "opus is trimmed to the exact length");
     assert_eq!(formats["mp3"]["content_type"], "audio/mpeg");
-    let mp3 = decode_mp3(&read("mp3")).len() as u64;
+    let mp3 = decode(&read("mp3"), "mp3").len() as u64;
     assert!((pcm..=pcm + 1105 + 2 * 1152).contains(&mp3), "mp3: {mp3} samples for {pcm} (LAME's delay and padding)");
-    // AAC is not built yet (docs/server.md): refused with a clear error, not a broken file.
-    assert_eq!(formats["aac"], json!({"status": 400, "code": "bad_format"}), "{report}");
+    // AAC (ADTS) by ffmpeg: 1024 samples of priming and the last frame's padding.
+    assert_eq!(formats["aac"]["content_type"], "audio/aac", "{report}");
+    let aac = decode(&read("aac"), "aac").len() as u64;
+    assert!((pcm..=pcm + 3 * 1024).contains(&aac), "aac: {aac} samples for {pcm}");
     // Streamed: the same audio twice over, the first bytes well before the end.
     for fmt in ["pcm", "wav"] {
         let s = &report["streamed"][fmt];
@@ -285,13 +287,13 @@ fn json_logs_rotate_carry_request_ids_change_level_live_and_sighup_reloads() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Samples of an MP3 file (symphonia, pure Rust).
-fn decode_mp3(bytes: &[u8]) -> Vec<f32> {
+/// Samples of an MP3 or ADTS AAC file (symphonia, pure Rust).
+fn decode(bytes: &[u8], extension: &str) -> Vec<f32> {
     use symphonia::core::audio::SampleBuffer;
     use symphonia::core::io::MediaSourceStream;
     let source = MediaSourceStream::new(Box::new(std::io::Cursor::new(bytes.to_vec())), Default::default());
     let mut hint = symphonia::core::probe::Hint::new();
-    hint.with_extension("mp3");
+    hint.with_extension(extension);
     let probed = symphonia::default::get_probe().format(&hint, source, &Default::default(), &Default::default()).unwrap();
     let mut format = probed.format;
     let track = format.default_track().unwrap().clone();

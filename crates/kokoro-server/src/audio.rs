@@ -54,7 +54,7 @@ impl AudioFormat {
             Self::Mp3 => Box::new(Mp3::new()?),
             Self::Opus => Box::new(OggOpus::new()?),
             Self::Flac => Box::new(Flac { samples: Vec::new() }),
-            Self::Aac => return Err(EncodeError::NotBuilt(self.as_str())),
+            Self::Aac => Box::new(FfmpegAac::new()?),
         })
     }
 
@@ -88,6 +88,9 @@ pub enum EncodeError {
     /// Occurs when a format's encoder is not part of this build.
     #[error("response_format {0:?} is not available in this server")]
     NotBuilt(&'static str),
+    /// Occurs when a format needs a program this machine lacks (aac: ffmpeg).
+    #[error("response_format {format:?} is not available on this server: {why}")]
+    Unavailable { format: &'static str, why: String },
     /// Occurs when an encoder library fails (it should not on valid samples).
     #[error("{format} encoder failed: {message}")]
     Failed { format: &'static str, message: String },
@@ -278,6 +281,105 @@ impl Encoder for Flac {
     }
 }
 
+/// AAC-LC in ADTS frames (64 kbit/s), by ffmpeg's native AAC encoder run as a child process
+/// fed 16-bit PCM on its stdin. Why a process: no AAC encoder is maintained in Rust, and the one
+/// C library crates wrap (fdk-aac) is non-free (Debian ships it in non-free) and needs a C++
+/// toolchain; ffmpeg is LGPL, in Debian's main, and what Kokoro-FastAPI encodes AAC with (PyAV).
+/// `KOKORO_FFMPEG` names the program (default: `ffmpeg` on the PATH). ADTS needs no container
+/// header, so each chunk's frames can be sent as ffmpeg makes them.
+struct FfmpegAac {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    /// ffmpeg's output, read by a thread so that a full pipe never blocks the writes.
+    out: std::sync::mpsc::Receiver<Vec<u8>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    errors: Option<std::thread::JoinHandle<String>>,
+}
+
+impl FfmpegAac {
+    fn new() -> Result<Self, EncodeError> {
+        Self::new_with(&std::env::var_os("KOKORO_FFMPEG").unwrap_or_else(|| "ffmpeg".into()))
+    }
+
+    fn new_with(program: &std::ffi::OsStr) -> Result<Self, EncodeError> {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        let rate = SAMPLE_RATE.to_string();
+        let mut child = Command::new(program)
+            .args(["-hide_banner", "-loglevel", "error", "-f", "s16le", "-ar", &rate, "-ac", "1", "-i", "pipe:0"])
+            .args(["-c:a", "aac", "-b:a", "64k", "-f", "adts", "pipe:1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| EncodeError::Unavailable {
+                format: "aac",
+                why: format!("it is encoded by ffmpeg, which could not be started ({}: {e}); install ffmpeg (Debian: apt install ffmpeg)", program.to_string_lossy()),
+            })?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let (tx, out) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 16 << 10];
+            while let Ok(n) = stdout.read(&mut buffer) {
+                if n == 0 || tx.send(buffer[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Ok(Self { stdin: child.stdin.take(), child, out, reader: Some(reader), errors: Some(errors) })
+    }
+
+    fn ready(&self) -> Vec<u8> {
+        self.out.try_iter().flatten().collect()
+    }
+
+    fn failed(&mut self, what: &str) -> EncodeError {
+        let _ = self.child.kill();
+        let said = self.errors.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        EncodeError::Failed { format: "aac", message: format!("{what}: {}", said.trim()) }
+    }
+}
+
+impl Encoder for FfmpegAac {
+    fn push(&mut self, audio: &[f32]) -> Result<Vec<u8>, EncodeError> {
+        use std::io::Write;
+        let Some(stdin) = self.stdin.as_mut() else { return Err(self.failed("audio after the end")) };
+        if let Err(e) = stdin.write_all(&pcm16_bytes(audio)) {
+            return Err(self.failed(&format!("writing to ffmpeg: {e}")));
+        }
+        Ok(self.ready())
+    }
+
+    fn finish(&mut self) -> Result<Vec<u8>, EncodeError> {
+        drop(self.stdin.take()); // end of input: ffmpeg flushes its last frames and exits
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let bytes = self.ready();
+        match self.child.wait() {
+            Ok(status) if status.success() => Ok(bytes),
+            Ok(status) => Err(self.failed(&format!("ffmpeg exited with {status}"))),
+            Err(e) => Err(self.failed(&format!("waiting for ffmpeg: {e}"))),
+        }
+    }
+}
+
+impl Drop for FfmpegAac {
+    fn drop(&mut self) {
+        // A request that ended early (client gone, failure) leaves no ffmpeg behind.
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
 /// A 44-byte PCM WAV header, 16-bit mono at the model's rate; `samples` None when streamed.
 fn wav_header(samples: Option<usize>) -> Vec<u8> {
     let data = samples.map_or(u32::MAX, |n| u32::try_from(n * 2).unwrap_or(u32::MAX));
@@ -417,13 +519,39 @@ mod tests {
         assert_eq!(whole, bytes, "streamed in pieces or at once: the same file");
     }
 
+    #[test]
+    fn aac_decodes_to_the_input_with_the_encoders_priming() {
+        let audio = voice_like();
+        let bytes = streamed(AudioFormat::Aac, &audio);
+        assert_eq!(bytes[0], 0xFF, "an ADTS frame starts the stream");
+        assert_eq!(bytes[1] & 0xF6, 0xF0, "ADTS sync word, layer 0");
+        let decoded = decode(&bytes, "aac");
+        // AAC frames are 1024 samples, with 1024 of priming ahead (no container to trim them).
+        assert!(decoded.len() >= audio.len() && decoded.len() <= audio.len() + 3 * 1024, "{} vs {}", decoded.len(), audio.len());
+        let c = best_correlation(&audio, &decoded, 2100);
+        assert!(c > 0.9, "correlation with the input {c}");
+        let whole = AudioFormat::Aac.encode_all(&audio).unwrap();
+        assert_eq!(decode(&whole, "aac").len(), decoded.len(), "streamed in pieces or at once: the same length");
+    }
+
+    #[test]
+    fn without_ffmpeg_aac_is_refused_with_what_to_install() {
+        let error = FfmpegAac::new_with("/nonexistent/ffmpeg".as_ref()).err().expect("no such program");
+        assert!(error.to_string().contains("install ffmpeg"), "{error}");
+    }
+
     fn decode_mp3(bytes: &[u8]) -> Vec<f32> {
+        decode(bytes, "mp3")
+    }
+
+    /// Samples of an MP3 or ADTS AAC stream (symphonia, pure Rust).
+    fn decode(bytes: &[u8], extension: &str) -> Vec<f32> {
         use symphonia::core::audio::SampleBuffer;
         use symphonia::core::io::MediaSourceStream;
         use symphonia::core::probe::Hint;
         let source = MediaSourceStream::new(Box::new(std::io::Cursor::new(bytes.to_vec())), Default::default());
         let mut hint = Hint::new();
-        hint.with_extension("mp3");
+        hint.with_extension(extension);
         let probed = symphonia::default::get_probe().format(&hint, source, &Default::default(), &Default::default()).unwrap();
         let mut format = probed.format;
         let track = format.default_track().unwrap().clone();
