@@ -34,6 +34,7 @@ use crate::response_cache::{ResponseCache, ResponseKey};
 use crate::{BatchItem, Engine, EngineError, Plan, SpokenChunk, Utterance};
 
 /// How urgent a request is. Lower classes wait; aging lifts them (see [`SchedulerConfig::aging`]).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {

@@ -56,9 +56,9 @@ async fn debug_on(State(app): State<Arc<AppState>>, request: Request, next: Next
     next.run(request).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PrewarmBody {
+pub(crate) struct PrewarmBody {
     /// Voices to load and pin now (default: the configured pre-warm list).
     #[serde(default)]
     voices: Option<Vec<String>>,
@@ -83,9 +83,9 @@ async fn prewarm(State(app): State<Arc<AppState>>, body: Bytes) -> Result<Respon
     Ok(axum::Json(json!({ "loaded": loaded, "failed": failed })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EvictBody {
+pub(crate) struct EvictBody {
     voice: String,
 }
 
@@ -119,9 +119,9 @@ async fn log_level(State(app): State<Arc<AppState>>) -> Result<Response, ApiErro
     Ok(axum::Json(json!({ "level": log.level() })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LevelBody {
+pub(crate) struct LevelBody {
     level: String,
 }
 

@@ -6,7 +6,7 @@ use kokoro_engine::wav::{pcm16, pcm16_bytes};
 use serde::{Deserialize, Serialize};
 
 /// OpenAI's `response_format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AudioFormat {
     #[default]

@@ -18,7 +18,7 @@ use crate::state::AppState;
 /// When Kokoro-82M v1.0 was published (2025-01-27), as OpenAI's `created`.
 const CREATED: u64 = 1_737_936_000;
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct ModelInfo {
     id: String,
     object: &'static str,
@@ -26,7 +26,7 @@ pub struct ModelInfo {
     owned_by: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct ModelList {
     object: &'static str,
     data: Vec<ModelInfo>,
@@ -50,7 +50,7 @@ pub async fn model(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> 
 
 /// A voice as `GET /v1/audio/voices` lists it: Kokoro-FastAPI's `id` and `name`, with the
 /// language and gender from the voice manifest (absent for voices it does not know).
-#[derive(Serialize, Debug, PartialEq)]
+#[derive(Serialize, Debug, PartialEq, schemars::JsonSchema)]
 pub struct VoiceInfo {
     id: String,
     name: String,
@@ -92,9 +92,10 @@ pub async fn voices(State(app): State<Arc<AppState>>, Query(q): Query<VoicesQuer
 }
 
 /// The body of `combine`: `"af_bella(2)+af_sky(1)"` or `["af_bella", "af_sky"]` (equal parts).
-#[derive(Deserialize)]
+/// A mix as a spec (`"af_bella(2)+af_sky(1)"`) or a list of names mixed equally.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-enum CombineRequest {
+pub(crate) enum CombineRequest {
     Spec(String),
     Names(Vec<String>),
 }

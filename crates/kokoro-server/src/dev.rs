@@ -19,7 +19,8 @@ use crate::error::ApiError;
 use crate::speech::{Piece, default_model, dialect_of, engine_request, one, parse_json, priority_of, start, tokio_stream, yes};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// Kokoro-FastAPI's captioned speech: the speech request's fields, and whether to return word times.
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CaptionedRequest {
     #[serde(default = "default_model")]
     model: String,
@@ -40,16 +41,16 @@ pub struct CaptionedRequest {
 }
 
 /// A word and when it is spoken, in seconds from the start of the whole audio.
-#[derive(Serialize)]
-struct WordTimestamp {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct WordTimestamp {
     word: String,
     start_time: f64,
     end_time: f64,
 }
 
 /// One JSON object of the answer (of each line, when streamed).
-#[derive(Serialize)]
-struct Captioned {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Captioned {
     /// The encoded audio, base64.
     audio: String,
     /// Its MIME type.
@@ -97,7 +98,7 @@ pub async fn captioned_speech(State(app): State<Arc<AppState>>, headers: HeaderM
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PhonemizeRequest {
     text: String,
     /// `a` (en-us, the default) or `b` (en-gb).
@@ -105,7 +106,7 @@ pub struct PhonemizeRequest {
     language: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Phonemes {
     /// The phonemes of every chunk, joined by a space.
     phonemes: String,
@@ -132,7 +133,7 @@ pub async fn phonemize(State(app): State<Arc<AppState>>, body: Bytes) -> Result<
     Ok(Json(Phonemes { phonemes: chunks.join(" "), tokens: Vec::new() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct FromPhonemesRequest {
     phonemes: String,
     voice: String,

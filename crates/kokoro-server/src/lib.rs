@@ -29,6 +29,7 @@ mod dev;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod openapi;
 mod speech;
 pub mod state;
 pub mod status;
@@ -82,6 +83,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/", get(status::page))
         .route("/status.json", get(status::status_json))
+        .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
         .layer(middleware::from_fn(openai_error_bodies));
@@ -219,6 +221,12 @@ impl axum::body::HttpBody for ObservedBody {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The OpenAPI description (built once).
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    axum::Json(DOCUMENT.get_or_init(openapi::document).clone()).into_response()
 }
 
 /// Prometheus' text format.

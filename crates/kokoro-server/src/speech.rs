@@ -31,7 +31,7 @@ use crate::state::AppState;
 /// The body of `POST /v1/audio/speech`. Fields OpenAI or Kokoro-FastAPI define that do not change
 /// Kokoro's audio (`instructions`, `volume_multiplier`, `normalization_options`, ...) are accepted
 /// and ignored, so their clients keep working.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct SpeechRequest {
     #[serde(default = "default_model")]
     pub model: String,
@@ -68,7 +68,7 @@ pub(crate) fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StreamFormat {
     #[default]

@@ -129,7 +129,7 @@ pub type Reloader = dyn Fn() -> Result<ServerConfig, ConfigError> + Send + Sync;
 pub type RateLimiter = governor::DefaultKeyedRateLimiter<String>;
 
 /// What a live reload did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Reloaded {
     /// Keys whose new values took effect.
     pub applied: Vec<String>,

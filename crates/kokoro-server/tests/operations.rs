@@ -406,3 +406,55 @@ async fn the_server_fires_and_resolves_its_own_alert_with_a_webhook() {
     assert!(app.alerts.firing().is_empty());
     evaluator.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_json_describes_every_route_and_every_documented_route_exists() {
+    let mut config = ServerConfig::default();
+    config.security.admin_token = ADMIN.into();
+    config.security.debug_routes = true;
+    let app = server(config);
+    let r = call(&app, get("/openapi.json")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let doc = json_of(r).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Bodies from the handlers' own types.
+    let speech = &doc["components"]["schemas"]["SpeechRequest"];
+    let format = &doc["components"]["schemas"]["AudioFormat"];
+    // An enum, `const`s (variants with doc comments), or a `oneOf` of both.
+    fn values(schema: &Value) -> Vec<String> {
+        let listed = schema.get("enum").and_then(Value::as_array).into_iter().flatten().chain(schema.get("const"));
+        let mut out: Vec<String> = listed.filter_map(Value::as_str).map(String::from).collect();
+        for option in schema.get("oneOf").and_then(Value::as_array).into_iter().flatten() {
+            out.extend(values(option));
+        }
+        out
+    }
+    let formats = values(format);
+    assert_eq!(formats, ["mp3", "opus", "aac", "flac", "wav", "pcm"], "{format}");
+    for field in ["model", "input", "voice", "response_format", "speed", "stream_format", "stream", "lang_code", "priority"] {
+        assert!(speech["properties"].get(field).is_some(), "SpeechRequest.{field}: {speech}");
+    }
+    assert_eq!(speech["required"], json!(["input", "voice"]));
+    assert!(doc["components"]["schemas"]["Error"]["properties"]["error"].is_object());
+    // Every documented operation reaches a handler (no "no route", no 405).
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, item) in paths {
+        for method in ["get", "post", "put", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            operations += 1;
+            let uri = path.replace("{model}", "kokoro");
+            let body = if method == "get" { Body::empty() } else { Body::from("{}") };
+            let request = Request::builder().method(method.to_uppercase().as_str()).uri(&uri).header(header::CONTENT_TYPE, "application/json").body(body).unwrap();
+            let r = call(&app, request).await;
+            let status = r.status();
+            let bytes = r.into_body().collect().await.unwrap().to_bytes();
+            let text = String::from_utf8_lossy(&bytes);
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(!text.contains("no route for"), "{method} {path} is documented but not routed: {text}");
+        }
+    }
+    assert_eq!(operations, 25, "every operation of openapi::OPERATIONS");
+}
