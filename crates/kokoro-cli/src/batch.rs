@@ -16,7 +16,7 @@
 //!   few (workers, max batch) settings and the best measured throughput (audio seconds per wall
 //!   second) is kept for the rest; the choice and the figures are printed.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use kokoro_engine::batch::{Item, ItemDefaults, ItemError, ItemSpec, ManifestLine, parse_items, read_manifest};
 use kokoro_engine::wav::PcmWavWriter;
 use kokoro_engine::{Batching, Engine, EngineError, Priority, Request, SAMPLE_RATE, Scheduler, SchedulerConfig, SourceNoise, Stream};
-use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceChoice;
 use crate::fetch::Cache;
@@ -75,55 +75,6 @@ pub struct BatchArgs {
     weights: Option<PathBuf>,
 }
 
-/// One line of the input.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ItemLine {
-    id: String,
-    text: String,
-    voice: Option<String>,
-    speed: Option<f32>,
-    lang: Option<String>,
-}
-
-/// An item to speak, or the reason it cannot be.
-#[derive(Debug)]
-struct Item {
-    id: String,
-    /// Input line, from 1.
-    line: usize,
-    what: Result<Job, (String, &'static str)>,
-}
-
-#[derive(Debug, Clone)]
-struct Job {
-    text: String,
-    voice: String,
-    speed: f32,
-    lang: Option<String>,
-}
-
-/// One line of `manifest.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ManifestLine {
-    id: String,
-    file: Option<String>,
-    seconds: Option<f64>,
-    status: String,
-    error: Option<String>,
-    code: Option<String>,
-}
-
-impl ManifestLine {
-    fn ok(id: &str, file: String, seconds: f64) -> Self {
-        Self { id: id.to_string(), file: Some(file), seconds: Some(seconds), status: "ok".into(), error: None, code: None }
-    }
-
-    fn failed(id: &str, error: String, code: &str) -> Self {
-        Self { id: id.to_string(), file: None, seconds: None, status: "failed".into(), error: Some(error), code: Some(code.to_string()) }
-    }
-}
-
 pub fn batch(cache: &Cache, args: BatchArgs) -> Result<()> {
     let items = read_items(&args)?;
     std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
@@ -133,11 +84,11 @@ pub fn batch(cache: &Cache, args: BatchArgs) -> Result<()> {
 
     // What is left to do; what a resume keeps.
     let mut done: HashMap<String, ManifestLine> = HashMap::new();
-    let mut todo: Vec<(usize, String, Job)> = Vec::new();
+    let mut todo: Vec<(usize, String, ItemSpec)> = Vec::new();
     for (n, item) in items.iter().enumerate() {
         match &item.what {
-            Err((error, code)) => {
-                done.insert(item.id.clone(), ManifestLine::failed(&item.id, format!("line {}: {error}", item.line), code));
+            Err(ItemError { message, code }) => {
+                done.insert(item.id.clone(), ManifestLine::failed(&item.id, format!("line {}: {message}", item.line), code));
             }
             Ok(job) => match previous.get(&item.id) {
                 Some(line) if line.status == "ok" && args.out_dir.join(format!("{}.wav", item.id)).is_file() => {
@@ -163,7 +114,7 @@ pub fn batch(cache: &Cache, args: BatchArgs) -> Result<()> {
     let bar = progress_bar(todo.len());
     let mut run = Run { out_dir: &args.out_dir, noise, bar: &bar, manifest: &mut manifest, audio_seconds: 0.0, results: &mut done };
     let started = Instant::now();
-    let mut queue: VecDeque<(usize, String, Job)> = todo.into();
+    let mut queue: VecDeque<(usize, String, ItemSpec)> = todo.into();
 
     // Tuning on the first items (their audio is kept: nothing is spoken twice).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -261,7 +212,7 @@ struct Run<'a> {
 impl Run<'_> {
     /// Speaks `jobs` on a scheduler with `config`, a window of requests open at once; writes each
     /// item's file and manifest line as it ends. Returns audio seconds and wall seconds.
-    fn speak(&mut self, engine: &Arc<Engine<SourceStore>>, config: &SchedulerConfig, jobs: Vec<(usize, String, Job)>) -> Result<(f64, f64)> {
+    fn speak(&mut self, engine: &Arc<Engine<SourceStore>>, config: &SchedulerConfig, jobs: Vec<(usize, String, ItemSpec)>) -> Result<(f64, f64)> {
         let scheduler = Scheduler::new(engine.clone(), config.clone());
         let window = 2 * config.workers * config.max_batch;
         let start = Instant::now();
@@ -343,12 +294,6 @@ impl ManifestWriter {
     }
 }
 
-/// The manifest of an earlier run: its last line per id; unreadable lines (an interrupted write) skipped.
-fn read_manifest(path: &Path) -> HashMap<String, ManifestLine> {
-    let Ok(text) = std::fs::read_to_string(path) else { return HashMap::new() };
-    text.lines().filter_map(|l| serde_json::from_str::<ManifestLine>(l).ok()).map(|l| (l.id.clone(), l)).collect()
-}
-
 /// Temporary files of an interrupted run (`.<id>.wav.XXXX.partial`), never under an item's name.
 fn remove_stale_partials(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
@@ -386,74 +331,12 @@ fn read_items(args: &BatchArgs) -> Result<Vec<Item>> {
         let bytes = line.with_context(|| format!("reading {}", args.input.display()))?;
         lines.push((n + 1, String::from_utf8(bytes)));
     }
-    let jsonl = lines.iter().find_map(|(_, l)| l.as_ref().ok().map(|l| l.trim()).filter(|l| !l.is_empty())).is_some_and(|l| l.starts_with('{'));
-    let mut items = Vec::new();
-    let mut seen = HashSet::new();
-    for (line, text) in lines {
-        let text = text.map(|t| t.trim_end_matches('\r').to_string());
-        if text.as_ref().is_ok_and(|t| t.trim().is_empty()) {
-            continue;
-        }
-        let plain_id = format!("{line:06}");
-        let item = match text {
-            Err(e) => Item { id: plain_id, line, what: Err((format!("not UTF-8 (invalid byte at {})", e.utf8_error().valid_up_to()), "bad_text")) },
-            Ok(text) if jsonl => match serde_json::from_str::<ItemLine>(&text) {
-                Err(e) => Item { id: format!("line-{line}"), line, what: Err((format!("not a JSON item: {e}"), "bad_item")) },
-                Ok(i) => {
-                    let what = if !is_safe_id(&i.id) {
-                        Err((format!("id {:?} is not a safe file name (1-128 of A-Z a-z 0-9 . _ -, not starting with '.')", i.id), "bad_id"))
-                    } else {
-                        job(args, i.text, i.voice, i.speed, i.lang)
-                    };
-                    let id = if is_safe_id(&i.id) { i.id } else { format!("line-{line}") };
-                    Item { id, line, what }
-                }
-            },
-            Ok(text) => Item { id: plain_id, line, what: job(args, text, None, None, None) },
-        };
-        if !seen.insert(item.id.clone()) {
-            let id = format!("line-{line}");
-            seen.insert(id.clone());
-            items.push(Item { id, line, what: Err((format!("id {:?} repeats an earlier line's", item.id), "bad_id")) });
-            continue;
-        }
-        items.push(item);
-    }
+    let defaults = ItemDefaults { voice: args.voice.clone(), speed: args.speed, lang: args.lang.clone() };
+    let items = parse_items(lines, &defaults);
     if items.is_empty() {
         bail!("{} holds no items", args.input.display());
     }
     Ok(items)
-}
-
-fn job(args: &BatchArgs, text: String, voice: Option<String>, speed: Option<f32>, lang: Option<String>) -> Result<Job, (String, &'static str)> {
-    if text.trim().is_empty() {
-        return Err(("no text".into(), "nothing_to_say"));
-    }
-    let speed = speed.unwrap_or(args.speed);
-    if !(kokoro_engine::MIN_SPEED..=kokoro_engine::MAX_SPEED).contains(&speed) {
-        return Err((format!("speed must be between {} and {}, got {speed}", kokoro_engine::MIN_SPEED, kokoro_engine::MAX_SPEED), "bad_speed"));
-    }
-    Ok(Job { text, voice: voice.unwrap_or_else(|| args.voice.clone()), speed, lang: lang.or_else(|| args.lang.clone()) })
-}
-
-/// An id that is a plain file name everywhere: no separators, no `..`, no hidden files.
-fn is_safe_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && !id.starts_with('.') && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_plain_file_names() {
-        for ok in ["a", "item-1", "chapter_02.part.3", "000001"] {
-            assert!(is_safe_id(ok), "{ok}");
-        }
-        for bad in ["", ".hidden", "..", "../x", "a/b", "a\\b", "a b", "é", "x\0", &"a".repeat(129)] {
-            assert!(!is_safe_id(bad), "{bad:?}");
-        }
-    }
 }
 
 /// A line above the progress bar, or on stderr when there is no bar (not a terminal).

@@ -32,6 +32,9 @@ pub mod response_cache;
 pub mod scheduler;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod usage;
+/// Items and manifests of bulk work (`kokoro batch`, the server's jobs).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod batch;
 mod text_stream;
 mod timeline;
 mod utterance;

@@ -74,7 +74,8 @@ pub fn init(config: &LogConfig, level: Option<&str>) -> Result<LogHandle, String
         }
         None => BoxMakeWriter::new(io::stderr),
     };
-    let ansi = config.file.is_none() && std::env::var_os("NO_COLOR").is_none();
+    // Colours only for a person at a terminal.
+    let ansi = config.file.is_none() && std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&io::stderr());
     tracing_subscriber::registry().with(filter).with(format_layer(config.format, writer, ansi)).try_init().map_err(|e| format!("installing the logger: {e}"))?;
     Ok(LogHandle {
         set: Box::new(move |filter| reload_handle.reload(filter).map_err(|e| e.to_string())),
