@@ -17,7 +17,7 @@
 //!   second) is kept for the rest; the choice and the figures are printed.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use kokoro_engine::batch::{Item, ItemDefaults, ItemError, ItemSpec, ManifestLine, parse_items, read_manifest};
+use kokoro_engine::batch::{Item, ItemDefaults, ItemError, ItemSpec, ManifestLine, ManifestWriter, parse_items, read_manifest};
 use kokoro_engine::wav::PcmWavWriter;
 use kokoro_engine::{Batching, Engine, EngineError, Priority, Request, SAMPLE_RATE, Scheduler, SchedulerConfig, SourceNoise, Stream};
 
 use crate::device::DeviceChoice;
 use crate::fetch::Cache;
-use crate::output::{AtomicFile, write_atomic};
+use kokoro_engine::files::{AtomicFile, remove_stale_partials, write_atomic};
 use crate::voices::{SourceStore, VoiceSource};
 
 #[derive(Args, Debug)]
@@ -103,7 +103,7 @@ pub fn batch(cache: &Cache, args: BatchArgs) -> Result<()> {
         eprintln!("resume: {skipped} item(s) already done, {} to do", todo.len());
     }
     // The manifest so far (resumed lines and bad input lines), then a line per item as it ends.
-    let mut manifest = ManifestWriter::start(&manifest_path, items.iter().filter_map(|i| done.get(&i.id)))?;
+    let mut manifest = ManifestWriter::start(&manifest_path, items.iter().filter_map(|i| done.get(&i.id))).with_context(|| format!("writing {}", manifest_path.display()))?;
 
     let (engine, load) = crate::load::engine(cache, args.weights.as_ref(), args.device, &args.voice_source)?;
     eprintln!("loaded the weights in {:.2} s ({})", load.as_secs_f64(), engine.backend().as_str());
@@ -245,7 +245,7 @@ impl Run<'_> {
                     ManifestLine::failed(&id, format!("{e:#}"), code)
                 }
             };
-            self.manifest.append(&line)?;
+            self.manifest.append(&line).context("appending to the manifest")?;
             self.results.insert(id, line);
             self.bar.inc(1);
             self.bar.set_message(format!("{:.0} s of audio", self.audio_seconds));
@@ -264,45 +264,6 @@ impl Run<'_> {
         let samples = wav.finish()?;
         file.commit()?;
         Ok(samples as f64 / SAMPLE_RATE as f64)
-    }
-}
-
-/// The manifest while a run goes on: lines appended, one write each, flushed.
-struct ManifestWriter {
-    file: std::fs::File,
-}
-
-impl ManifestWriter {
-    /// Starts `path` afresh with `lines` (kept from before), atomically.
-    fn start<'a>(path: &Path, lines: impl Iterator<Item = &'a ManifestLine>) -> Result<Self> {
-        let mut text = String::new();
-        for line in lines {
-            text.push_str(&serde_json::to_string(line)?);
-            text.push('\n');
-        }
-        write_atomic(path, text.as_bytes())?;
-        let file = std::fs::OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
-        Ok(Self { file })
-    }
-
-    fn append(&mut self, line: &ManifestLine) -> Result<()> {
-        let mut text = serde_json::to_string(line)?;
-        text.push('\n');
-        self.file.write_all(text.as_bytes()).context("appending to the manifest")?;
-        self.file.flush()?;
-        Ok(())
-    }
-}
-
-/// Temporary files of an interrupted run (`.<id>.wav.XXXX.partial`), never under an item's name.
-fn remove_stale_partials(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".partial") {
-            let _ = std::fs::remove_file(entry.path());
-        }
     }
 }
 

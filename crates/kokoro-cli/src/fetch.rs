@@ -15,7 +15,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
-use crate::output::write_atomic;
+use kokoro_engine::files::write_atomic;
 
 /// sha256 of the int8 ONNX export (92 361 271 bytes).
 pub const ONNX_INT8_SHA256: &str = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb";

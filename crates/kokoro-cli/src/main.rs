@@ -9,7 +9,6 @@ mod bench_engine;
 mod device;
 mod fetch;
 mod load;
-mod output;
 mod say;
 mod serve;
 mod text;

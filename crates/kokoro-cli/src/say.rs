@@ -13,7 +13,7 @@ use std::io::IsTerminal;
 
 use crate::device::DeviceChoice;
 use crate::fetch::Cache;
-use crate::output::{AtomicFile, write_atomic};
+use kokoro_engine::files::{AtomicFile, write_atomic};
 use crate::text::TextArgs;
 use crate::voices::{VoiceInputError, VoiceSource};
 

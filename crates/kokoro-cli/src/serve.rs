@@ -90,11 +90,14 @@ pub fn serve(cache: &Cache, args: ServeArgs) -> Result<()> {
     let load_config = {
         let config_args = args.config.clone();
         let log_json = args.log_json;
+        let jobs_dir = cache.root.join("jobs");
         move || -> Result<ServerConfig, kokoro_server::ConfigError> {
             let mut config = ServerConfig::load(config_args.config.as_deref(), config_args.profile.as_deref(), std::env::vars())?;
             if let Some(listen) = listen {
                 config.listen = listen;
             }
+            // Jobs live in the cache unless the configuration puts them elsewhere.
+            config.jobs.dir.get_or_insert_with(|| jobs_dir.clone());
             if log_json {
                 config.log.format = kokoro_server::config::LogFormat::Json;
             }
@@ -113,6 +116,7 @@ pub fn serve(cache: &Cache, args: ServeArgs) -> Result<()> {
         let app = AppState::starting(config.clone());
         app.set_log_handle(log);
         app.set_reloader(Box::new(load_config));
+        app.start_jobs().context("starting the jobs")?;
         tokio::spawn(reload_on_sighup(app.clone()));
         // Load in the background: health checks are answered meanwhile.
         let loading = {

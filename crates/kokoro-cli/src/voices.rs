@@ -306,7 +306,7 @@ fn write_voice(out: &Path, spec: &str, voice: Voice) -> Result<()> {
     } else {
         voice.to_bin_bytes()
     };
-    crate::output::write_atomic(out, &bytes)
+    Ok(kokoro_engine::files::write_atomic(out, &bytes)?)
 }
 
 /// Where `say` keeps voice usage analytics.

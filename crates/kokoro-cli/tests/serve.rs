@@ -344,3 +344,128 @@ fn config_check_names_the_bad_key_and_print_shows_every_layer() {
     assert_eq!(printed["limits"]["max_input_chars"].as_integer(), Some(99));
     assert_eq!(printed["engine"]["max_queued_chunks"].as_integer(), Some(64), "from the edge profile");
 }
+
+/// A webhook receiver on loopback: answers its first request 500 (so the sender must retry),
+/// the rest 200; hands each request's headers and body to the test.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then Content-Length bytes of body.
+            let (head, body) = loop {
+                let Ok(got) = stream.read(&mut buf) else { break (String::new(), Vec::new()) };
+                if got == 0 {
+                    break (String::new(), Vec::new());
+                }
+                data.extend_from_slice(&buf[..got]);
+                if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&data[..end]).to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .unwrap_or(0);
+                    let mut body = data[end + 4..].to_vec();
+                    while body.len() < length {
+                        let got = stream.read(&mut buf).unwrap();
+                        body.extend_from_slice(&buf[..got]);
+                    }
+                    break (head, body);
+                }
+            };
+            let status = if n == 0 { "500 Internal Server Error" } else { "200 OK" };
+            let _ = std::io::Write::write_all(&mut stream, format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
+            let _ = tx.send((head, body));
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_job_survives_a_restart_losing_nothing_and_its_signed_webhook_arrives_after_a_retry() {
+    let secret = "job-webhook-secret-0123456789";
+    let (hook, received) = webhook_receiver();
+    let jobs_dir = std::env::temp_dir().join(format!("kokoro-serve-test-{}-jobs-folder", std::process::id()));
+    let _ = std::fs::remove_dir_all(&jobs_dir);
+    let config = format!("[jobs]\ndir = {:?}\nwindow = 1\nwebhook_secret = {secret:?}\n", jobs_dir.display().to_string());
+    let mut server = Server::start("jobs", &config);
+    // Six items of four sentences; one with a voice nobody has.
+    let sentences = |i: usize| (1..=4).map(|s| format!("Item {i}, sentence {s}.")).collect::<Vec<_>>().join(" ");
+    let mut items: Vec<Value> = (1..=6).map(|i| json!({"id": format!("item-{i}"), "text": sentences(i)})).collect();
+    items[4]["voice"] = json!("xx_nobody");
+    let (status, body) = server.post("/v1/jobs", &json!({"items": items, "webhook": hook})).unwrap();
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let id = serde_json::from_slice::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    let job = |server: &Server| serde_json::from_str::<Value>(&server.get(&format!("/v1/jobs/{id}")).unwrap().1).unwrap();
+
+    // Stop it (SIGTERM) once two items are done, while the third is being spoken.
+    let until = Instant::now() + Duration::from_secs(240);
+    while job(&server)["done"].as_u64() < Some(2) {
+        assert!(Instant::now() < until, "two items not done in 240 s: {}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = job(&server);
+    let done_before = before["done"].as_u64().unwrap();
+    assert!(done_before < 6, "{before}");
+    let first_file = jobs_dir.join(&id).join("audio/item-1.wav");
+    let first_written = std::fs::metadata(&first_file).unwrap().modified().unwrap();
+    assert!(Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap().success());
+    let until = Instant::now() + Duration::from_secs(30);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < until, "still running 30 s after SIGTERM: {}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.log().contains("unfinished jobs are saved"), "{}", server.log());
+    // No file is half-written.
+    let leftovers: Vec<_> = std::fs::read_dir(jobs_dir.join(&id).join("audio")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".partial")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    drop(server);
+
+    // The next start resumes it: the items done before are not spoken again.
+    let server = Server::start("jobs", &config);
+    let until = Instant::now() + Duration::from_secs(300);
+    let end = loop {
+        let j = job(&server);
+        if j["status"] == "completed" {
+            break j;
+        }
+        assert!(Instant::now() < until, "the resumed job did not complete: {j}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(server.log().contains("unfinished jobs found"), "{}", server.log());
+    assert_eq!((end["succeeded"].as_u64(), end["failed"].as_u64()), (Some(5), Some(1)), "{end}");
+    assert_eq!(end["errors"][0]["id"], "item-5");
+    assert_eq!(std::fs::metadata(&first_file).unwrap().modified().unwrap(), first_written, "item 1 was spoken again");
+    // Every item's audio is whole: a WAV of its four sentences.
+    for i in [1, 2, 3, 4, 6] {
+        let mut r = Server::agent().get(&format!("{}/v1/jobs/{id}/items/item-{i}", server.base)).call().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let wav = r.body_mut().read_to_vec().unwrap();
+        let reader = hound::WavReader::new(std::io::Cursor::new(wav)).unwrap();
+        let seconds = reader.duration() as f64 / 24_000.0;
+        assert!((3.0..20.0).contains(&seconds), "item {i}: {seconds} s");
+    }
+
+    // The webhook: refused once, then delivered, signed with the secret over the exact body.
+    let (first_head, first_body) = received.recv_timeout(Duration::from_secs(30)).expect("the webhook's first try");
+    let (head, body) = received.recv_timeout(Duration::from_secs(30)).expect("the webhook's retry");
+    assert_eq!(first_body, body, "a retry sends the same body");
+    assert!(first_head.starts_with("POST /hook "), "{first_head}");
+    let signature = head.lines().find_map(|l| l.to_ascii_lowercase().starts_with("x-kokoro-signature-256:").then(|| l.split_once(':').unwrap().1.trim().to_string())).expect("signed");
+    assert!(kokoro_server::webhook::verify(secret.as_bytes(), &body, &signature), "{head}");
+    assert!(!kokoro_server::webhook::verify(b"another-secret-0123456789", &body, &signature));
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((payload["event"].as_str(), payload["id"].as_str(), payload["succeeded"].as_u64()), (Some("job.completed"), Some(id.as_str()), Some(5)), "{payload}");
+    // The delivery is recorded (two tries) and survives in the job's state.
+    let until = Instant::now() + Duration::from_secs(10);
+    while job(&server)["webhook"]["delivered"] != true {
+        assert!(Instant::now() < until, "{}", job(&server));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(job(&server)["webhook"]["attempts"], 2);
+    let _ = std::fs::remove_dir_all(&jobs_dir);
+}

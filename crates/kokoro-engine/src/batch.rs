@@ -145,6 +145,39 @@ pub fn read_manifest(path: &Path) -> HashMap<String, ManifestLine> {
     text.lines().filter_map(|l| serde_json::from_str::<ManifestLine>(l).ok()).map(|l| (l.id.clone(), l)).collect()
 }
 
+/// The manifest while a run goes on: lines appended, one write each, flushed, so an interrupted
+/// run leaves at most an unfinished last line (which [`read_manifest`] skips).
+pub struct ManifestWriter {
+    file: std::fs::File,
+}
+
+impl ManifestWriter {
+    /// Starts `path` afresh with `lines` (kept from before), atomically.
+    pub fn start<'a>(path: &Path, lines: impl Iterator<Item = &'a ManifestLine>) -> std::io::Result<Self> {
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(&manifest_text(line));
+        }
+        crate::files::write_atomic(path, text.as_bytes())?;
+        let file = std::fs::OpenOptions::new().append(true).open(path)?;
+        Ok(Self { file })
+    }
+
+    /// Appends one line.
+    pub fn append(&mut self, line: &ManifestLine) -> std::io::Result<()> {
+        use std::io::Write;
+        self.file.write_all(manifest_text(line).as_bytes())?;
+        self.file.flush()
+    }
+}
+
+/// A manifest line as written, newline included.
+fn manifest_text(line: &ManifestLine) -> String {
+    let mut text = serde_json::to_string(line).expect("a manifest line is plain JSON");
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,9 @@ pub mod usage;
 /// Items and manifests of bulk work (`kokoro batch`, the server's jobs).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod batch;
+/// Files written whole or not at all.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod files;
 mod text_stream;
 mod timeline;
 mod utterance;

@@ -298,22 +298,8 @@ fn fingerprint(alert: &str, instance: &str) -> u64 {
 
 /// POSTs `payload` to `url`, retrying with backoff (1, 2, 4 s) on failure. Blocking.
 pub fn send_webhook(url: &str, payload: &serde_json::Value) -> Result<(), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
-    let body = payload.to_string();
-    let mut last = String::new();
-    for (attempt, backoff) in [1u64, 2, 4, 0].into_iter().enumerate() {
-        match agent.post(url).header("content-type", "application/json").send(body.as_str()) {
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                last = e.to_string();
-                tracing::warn!(url, attempt = attempt + 1, error = %last, "alert webhook failed");
-            }
-        }
-        if backoff > 0 {
-            std::thread::sleep(Duration::from_secs(backoff));
-        }
-    }
-    Err(last)
+    let delivery = crate::webhook::post(url, &payload.to_string(), &[], 4, "alert", &|| false);
+    delivery.error.map_or(Ok(()), Err)
 }
 
 /// Evaluates the alerts of `app` every `alerts.interval_secs` until the process ends.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use kokoro_engine::{ChunkOptions, SchedulerConfig};
 
 pub use crate::alerts::AlertsConfig;
+pub use crate::jobs::JobsConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration of `kokoro serve`.
@@ -30,6 +31,7 @@ pub struct ServerConfig {
     pub security: SecurityConfig,
     pub rate_limit: RateLimitConfig,
     pub alerts: AlertsConfig,
+    pub jobs: JobsConfig,
 }
 
 /// Where the logs go and how they look.
@@ -162,6 +164,7 @@ impl Default for ServerConfig {
             security: SecurityConfig::default(),
             rate_limit: RateLimitConfig::default(),
             alerts: AlertsConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -398,6 +401,25 @@ impl ServerConfig {
         if !a.webhook_url.is_empty() && !a.webhook_url.starts_with("http://") {
             return invalid("alerts.webhook_url", &a.webhook_url, "must be empty or an http:// URL (plain HTTP: put TLS in front of a receiver across a network)");
         }
+        let j = &self.jobs;
+        if !(1..=1_000_000).contains(&j.max_items) {
+            return invalid("jobs.max_items", &j.max_items, "must be 1 to 1000000");
+        }
+        if !(1024..=4 << 30).contains(&j.max_upload_bytes) {
+            return invalid("jobs.max_upload_bytes", &j.max_upload_bytes, "must be 1 KiB to 4 GiB");
+        }
+        if !(1..=256).contains(&j.window) {
+            return invalid("jobs.window", &j.window, "must be 1 to 256");
+        }
+        if !(1..=20).contains(&j.webhook_attempts) {
+            return invalid("jobs.webhook_attempts", &j.webhook_attempts, "must be 1 to 20");
+        }
+        if !j.webhook_secret.is_empty() && j.webhook_secret.len() < 16 {
+            return invalid("jobs.webhook_secret", &"<redacted>", "must be empty (no webhooks) or at least 16 characters");
+        }
+        if !(j.keep_hours >= 0.0 && j.keep_hours <= 87_600.0) {
+            return invalid("jobs.keep_hours", &j.keep_hours, "must be 0 (kept) to 87600");
+        }
         if self.rate_limit.requests_per_minute > 0 && self.rate_limit.burst == 0 {
             return invalid("rate_limit.burst", &0, "must be at least 1 when requests_per_minute is set");
         }
@@ -410,6 +432,9 @@ impl ServerConfig {
         c.security.api_keys = c.security.api_keys.iter().map(|_| "<redacted>".to_string()).collect();
         if !c.security.admin_token.is_empty() {
             c.security.admin_token = "<redacted>".into();
+        }
+        if !c.jobs.webhook_secret.is_empty() {
+            c.jobs.webhook_secret = "<redacted>".into();
         }
         c
     }
@@ -427,6 +452,8 @@ impl ServerConfig {
             ("log.format", self.log.format != new.log.format),
             ("log.file", self.log.file != new.log.file),
             ("engine", engine != self.engine),
+            ("jobs.dir", self.jobs.dir != new.jobs.dir),
+            ("jobs.max_upload_bytes", self.jobs.max_upload_bytes != new.jobs.max_upload_bytes),
         ] {
             if changed {
                 keys.push(key);
@@ -608,7 +635,7 @@ mod tests {
             panic!("docs/configuration.md is out of date: run `kokoro config docs > docs/configuration.md` (the new text is in docs/configuration.md.new)");
         }
         // Every key of every section is documented, with a meaning.
-        for section in ["limits", "voices", "text", "engine", "log", "security", "rate_limit", "alerts"] {
+        for section in ["limits", "voices", "text", "engine", "log", "security", "rate_limit", "alerts", "jobs"] {
             assert!(generated.contains(&format!("## `[{section}]`")), "{section}");
         }
         for line in generated.lines().filter(|l| l.starts_with("| `")) {

@@ -27,12 +27,14 @@ mod catalog;
 pub mod config;
 mod dev;
 pub mod error;
+pub mod jobs;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
 mod speech;
 pub mod state;
 pub mod status;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -72,6 +74,10 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/v1/models", get(catalog::models))
         .route("/v1/models/{model}", get(catalog::model))
         .route("/v1/audio/voices", get(catalog::voices))
+        .route("/v1/jobs", post(jobs::create).layer(DefaultBodyLimit::max(config.jobs.max_upload_bytes)).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
+        .route("/v1/jobs/{id}/items/{item}", get(jobs::item))
+        .route("/v1/jobs/{id}/archive", get(jobs::archive))
         .route_layer(middleware::from_fn_with_state(app.clone(), guard));
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
     let mut router = Router::new()
@@ -322,7 +328,8 @@ pub async fn serve(
         async move {
             shutdown.await;
             app.start_draining();
-            let open_requests = || app.stats().map_or(0, |s| s.open_requests);
+            // Requests in flight, and the jobs' runner until it has saved its place.
+            let open_requests = || app.stats().map_or(0, |s| s.open_requests) + app.jobs().is_some_and(|j| j.is_running()) as usize;
             let open = open_requests();
             tracing::info!(open_requests = open, grace_seconds = grace.as_secs_f64(), "draining: refusing new requests");
             let until = Instant::now() + grace;

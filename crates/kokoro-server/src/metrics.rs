@@ -44,6 +44,7 @@ pub struct Levels {
     pub prewarm_failed: usize,
     pub alerts_firing: Vec<String>,
     pub queue_capacity: usize,
+    pub jobs: Option<crate::jobs::JobCounts>,
 }
 
 /// The voice cache's counters and level.
@@ -172,6 +173,8 @@ impl Metrics {
         describe_gauge!("kokoro_build_info", "This server's version (the value is 1)");
         describe_gauge!("kokoro_ready", "1 when the weights are loaded and pre-warm is done (and not draining)");
         describe_gauge!("kokoro_draining", "1 while the server drains before it stops");
+        describe_gauge!("kokoro_jobs", "Batch jobs by status");
+        describe_gauge!("kokoro_job_items_pending", "Items of unfinished batch jobs not yet ended");
         describe_gauge!("kokoro_prewarm_voices", "Start-up pre-warm: voices done, in all, and failed");
         describe_gauge!("kokoro_queue_capacity_chunks", "Chunks the queue takes before it refuses work (engine.max_queued_chunks)");
         describe_gauge!("kokoro_queue_depth_chunks", "Chunks waiting in the scheduler's queue, by priority");
@@ -327,6 +330,12 @@ impl Metrics {
         gauge!("kokoro_prewarm_voices", "state" => "done").set(l.prewarm_done as f64);
         gauge!("kokoro_prewarm_voices", "state" => "total").set(l.prewarm_total as f64);
         gauge!("kokoro_prewarm_voices", "state" => "failed").set(l.prewarm_failed as f64);
+        if let Some(j) = &l.jobs {
+            for (status, n) in [("queued", j.queued), ("running", j.running), ("completed", j.completed), ("cancelled", j.cancelled)] {
+                gauge!("kokoro_jobs", "status" => status).set(n as f64);
+            }
+            gauge!("kokoro_job_items_pending").set(j.items_pending as f64);
+        }
         if let Some(s) = &l.scheduler {
             for (p, depth) in Priority::ALL.iter().zip(s.queued) {
                 gauge!("kokoro_queue_depth_chunks", "priority" => p.as_str()).set(depth as f64);

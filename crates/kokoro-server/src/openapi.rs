@@ -62,6 +62,12 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     Operation { method: "post", path: "/dev/captioned_speech", summary: "Speech with word timestamps (Kokoro-FastAPI's)", tag: "Kokoro-FastAPI", body: Some(schema::<crate::dev::CaptionedRequest>), answer: Answer::Json(schema::<crate::dev::Captioned>), errors: SPEECH_ERRORS, auth: Auth::ApiKey },
     Operation { method: "post", path: "/dev/phonemize", summary: "Text to Kokoro's phonemes (Kokoro-FastAPI's)", tag: "Kokoro-FastAPI", body: Some(schema::<crate::dev::PhonemizeRequest>), answer: Answer::Json(schema::<crate::dev::Phonemes>), errors: &[400, 401, 429, 503], auth: Auth::ApiKey },
     Operation { method: "post", path: "/dev/generate_from_phonemes", summary: "Speech from phonemes, as WAV (Kokoro-FastAPI's)", tag: "Kokoro-FastAPI", body: Some(schema::<crate::dev::FromPhonemesRequest>), answer: Answer::Bytes("audio/wav"), errors: SPEECH_ERRORS, auth: Auth::ApiKey },
+    Operation { method: "post", path: "/v1/jobs", summary: "A batch job: items as JSON, or an upload of JSONL or text (one item per line, `Content-Type: application/jsonl` or `text/plain`) with the options in the query; spoken in the background at bulk priority", tag: "Jobs", body: Some(schema::<crate::jobs::JobRequest>), answer: Answer::Json(schema::<crate::jobs::JobView>), errors: &[400, 401, 404, 413, 429, 503], auth: Auth::ApiKey },
+    Operation { method: "get", path: "/v1/jobs", summary: "Every job, newest first", tag: "Jobs", body: None, answer: Answer::Json(schema::<crate::jobs::JobList>), errors: &[401, 404, 429], auth: Auth::ApiKey },
+    Operation { method: "get", path: "/v1/jobs/{id}", summary: "A job: status, done and total, percent, time left, failed items, webhook", tag: "Jobs", body: None, answer: Answer::Json(schema::<crate::jobs::JobView>), errors: &[401, 404, 429], auth: Auth::ApiKey },
+    Operation { method: "delete", path: "/v1/jobs/{id}", summary: "Cancels an unfinished job (its finished items stay); deletes a finished one with its files", tag: "Jobs", body: None, answer: Answer::Json(schema::<crate::jobs::JobView>), errors: &[401, 404, 429], auth: Auth::ApiKey },
+    Operation { method: "get", path: "/v1/jobs/{id}/items/{item}", summary: "One item's audio, in the job's format", tag: "Jobs", body: None, answer: Answer::Audio, errors: &[401, 404, 429], auth: Auth::ApiKey },
+    Operation { method: "get", path: "/v1/jobs/{id}/archive", summary: "A finished job's results: a zip of every item's audio and manifest.jsonl", tag: "Jobs", body: None, answer: Answer::Bytes("application/zip"), errors: &[401, 404, 409, 429], auth: Auth::ApiKey },
     Operation { method: "get", path: "/health/live", summary: "200 while the process runs", tag: "Operations", body: None, answer: Answer::Json(any_json), errors: &[], auth: Auth::Open },
     Operation { method: "get", path: "/health/ready", summary: "200 when the weights are loaded and pre-warm is done; 503 before and while draining", tag: "Operations", body: None, answer: Answer::Json(any_json), errors: &[503], auth: Auth::Open },
     Operation { method: "get", path: "/metrics", summary: "Prometheus text format", tag: "Operations", body: None, answer: Answer::Bytes("text/plain; version=0.0.4"), errors: &[], auth: Auth::Open },
@@ -86,7 +92,8 @@ fn status_text(status: u16) -> &'static str {
         400 => "Bad input: malformed JSON, a wrong field, an unsupported format",
         401 => "No API key, or an unknown one",
         403 => "A wrong admin token",
-        404 => "Unknown voice, model or route (or a route that is off)",
+        404 => "Unknown voice, model, job or route (or a route that is off)",
+        409 => "The job has not ended",
         413 => "Input or body over the limits",
         429 => "Over the client's rate limit (Retry-After)",
         503 => "Overloaded, over the memory limit, loading or draining (Retry-After)",
@@ -105,6 +112,16 @@ pub fn document() -> Value {
         let mut o = json!({ "summary": op.summary, "operationId": operation_id(op), "tags": [op.tag] });
         if let Some(body) = op.body {
             o["requestBody"] = json!({ "required": op.path != "/admin/prewarm", "content": { "application/json": { "schema": body(&mut g) } } });
+            if op.path == "/v1/jobs" {
+                // The upload: kokoro batch's input as it is.
+                for upload in ["application/jsonl", "text/plain"] {
+                    o["requestBody"]["content"][upload] = json!({ "schema": { "type": "string", "description": "One item per line: JSONL ({\"id\", \"text\", \"voice\"?, \"speed\"?, \"lang\"?}) or plain text" } });
+                }
+                o["parameters"] = ["voice", "speed", "lang_code", "response_format", "webhook"]
+                    .iter()
+                    .map(|name| json!({ "name": name, "in": "query", "required": false, "description": "With an upload: as the JSON body's field", "schema": { "type": "string" } }))
+                    .collect();
+            }
         }
         let ok = match &op.answer {
             Answer::Json(schema) => json!({ "description": "OK", "content": { "application/json": { "schema": schema(&mut g) } } }),
@@ -128,8 +145,9 @@ pub fn document() -> Value {
         }
         let entry = paths.entry(op.path.to_string()).or_insert_with(|| json!({}));
         entry[op.method] = o;
-        if op.path.contains('{') {
-            entry["parameters"] = json!([{ "name": "model", "in": "path", "required": true, "schema": { "type": "string" } }]);
+        let names: Vec<&str> = op.path.split('{').skip(1).filter_map(|p| p.split_once('}')).map(|(name, _)| name).collect();
+        if !names.is_empty() {
+            entry["parameters"] = names.iter().map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })).collect();
         }
     }
     json!({

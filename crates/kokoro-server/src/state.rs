@@ -120,6 +120,7 @@ pub struct AppState {
     limiter: RwLock<Option<Arc<RateLimiter>>>,
     pub alerts: Alerts,
     pub history: crate::status::History,
+    jobs: OnceLock<Arc<crate::jobs::Jobs>>,
 }
 
 /// Reads the configuration again (from its file, profile and environment).
@@ -162,6 +163,7 @@ impl AppState {
             limiter: RwLock::new(rate_limiter(&config.rate_limit)),
             alerts: Alerts::default(),
             history: crate::status::History::default(),
+            jobs: OnceLock::new(),
             config: RwLock::new(Arc::new(config)),
         })
     }
@@ -176,6 +178,26 @@ impl AppState {
     /// The engine, once loaded.
     pub fn set_synthesizer(&self, synth: Arc<dyn Synthesizer>) {
         let _ = self.synth.set(synth);
+    }
+
+    /// Opens `jobs.dir` (when set) and starts the thread that speaks its jobs: unfinished ones
+    /// resume, owed webhooks are delivered. The thread waits for the engine and ends when the
+    /// server drains.
+    pub fn start_jobs(self: &Arc<Self>) -> std::io::Result<()> {
+        let Some(dir) = self.config().jobs.dir.clone() else { return Ok(()) };
+        let jobs = crate::jobs::Jobs::open(&dir).map_err(|e| std::io::Error::new(e.kind(), format!("opening the jobs folder {}: {e}", dir.display())))?;
+        if self.jobs.set(jobs.clone()).is_err() {
+            return Ok(()); // started before
+        }
+        let app = self.clone();
+        jobs.running.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::Builder::new().name("kokoro-jobs".into()).spawn(move || crate::jobs::run(app, jobs))?;
+        Ok(())
+    }
+
+    /// The jobs, when `jobs.dir` is set and [`start_jobs`](Self::start_jobs) ran.
+    pub fn jobs(&self) -> Option<Arc<crate::jobs::Jobs>> {
+        self.jobs.get().cloned()
     }
 
     /// The engine, or 503 while the weights load.
@@ -207,6 +229,8 @@ impl AppState {
         effective.log.format = old.log.format;
         effective.log.file = old.log.file.clone();
         effective.engine = SchedulerConfig { response_cache_bytes: new.engine.response_cache_bytes, ..old.engine.clone() };
+        effective.jobs.dir = old.jobs.dir.clone();
+        effective.jobs.max_upload_bytes = old.jobs.max_upload_bytes;
         if effective.log.level != old.log.level {
             if let Some(log) = self.log.get() {
                 if let Err(e) = log.set_level(&effective.log.level) {
@@ -232,6 +256,7 @@ impl AppState {
             ("voices.prewarm", effective.voices.prewarm != old.voices.prewarm),
             ("text", effective.text != old.text),
             ("security", effective.security != old.security),
+            ("jobs", effective.jobs != old.jobs),
         ] {
             if changed {
                 applied.push(key.to_string());
@@ -324,6 +349,7 @@ impl AppState {
             prewarm_failed: prewarm.failed.len(),
             alerts_firing: self.alerts.firing().into_iter().map(String::from).collect(),
             queue_capacity: self.config().engine.max_queued_chunks,
+            jobs: self.jobs().map(|j| j.counts()),
             ..Levels::default()
         };
         if let Some(synth) = self.synth.get() {

@@ -87,10 +87,15 @@ impl History {
     }
 }
 
-/// Adds a chart point every [`SAMPLE_SECS`] until the process ends.
+/// Adds a chart point every [`SAMPLE_SECS`] (and tidies the rate limiter) until the process ends.
 pub async fn run_sampler(app: Arc<AppState>) {
     loop {
         app.history.sample(&app);
+        // The rate limiter keeps a cell per client; forget those whose limit has fully
+        // recovered, so many one-off clients do not grow it without bound.
+        if let Some(limiter) = app.rate_limiter() {
+            limiter.retain_recent();
+        }
         tokio::time::sleep(Duration::from_secs_f64(SAMPLE_SECS)).await;
     }
 }
@@ -142,6 +147,7 @@ pub async fn status_json(State(app): State<Arc<AppState>>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": app.started.elapsed().as_secs_f64(),
         "prewarm": prewarm,
+        "jobs": app.jobs().map(|j| j.counts()),
         "queue": {
             "interactive": stats.queued[0], "default": stats.queued[1], "bulk": stats.queued[2],
             "in_flight": stats.in_flight, "open_requests": stats.open_requests,

@@ -388,3 +388,178 @@ async fn overload_is_503_with_retry_after_and_the_server_recovers() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(!bytes(r).await.is_empty());
 }
+
+/// A ready server whose jobs live in a fresh folder.
+fn jobs_server(mut config: ServerConfig) -> (Arc<AppState>, Arc<Scheduler<DirStore>>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    config.jobs.dir = Some(dir.path().to_path_buf());
+    let (app, scheduler) = server(config);
+    app.start_jobs().unwrap();
+    (app, scheduler, dir)
+}
+
+async fn get_json(app: &Arc<AppState>, path: &str) -> (StatusCode, Value) {
+    let r = call(app, Request::get(path).body(Body::empty()).unwrap()).await;
+    let status = r.status();
+    (status, json_of(r).await)
+}
+
+/// Polls a job until its status is `want`.
+async fn wait_for_job(app: &Arc<AppState>, id: &str, want: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(240);
+    loop {
+        let (status, job) = get_json(app, &format!("/v1/jobs/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        if job["status"] == want {
+            return job;
+        }
+        assert!(Instant::now() < until, "job not {want} in 240 s: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_speaks_each_item_as_speech_would_fails_bad_items_alone_and_gives_an_archive() {
+    let mut config = ServerConfig::default();
+    config.limits.max_input_chars = 120;
+    let (app, scheduler, dir) = jobs_server(config);
+    let items = json!([
+        {"id": "a", "text": TEXT},
+        {"id": "b", "text": "Nobody speaks this.", "voice": "xx_nobody"},
+        {"id": "../c", "text": "Hi."},
+        {"id": "d", "text": "word ".repeat(40)},
+        {"id": "e", "text": "A British voice.", "voice": "bf_emma", "lang": "en-gb"},
+    ]);
+    let r = call(&app, post("/v1/jobs", json!({"items": items}))).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.headers()[header::LOCATION].to_str().unwrap().trim_start_matches("/v1/jobs/").to_string();
+    let created = json_of(r).await;
+    assert_eq!((created["id"].as_str(), created["total"].as_u64()), (Some(id.as_str()), Some(5)));
+    let job = wait_for_job(&app, &id, "completed").await;
+    assert_eq!((job["done"].as_u64(), job["succeeded"].as_u64(), job["failed"].as_u64()), (Some(5), Some(2), Some(3)), "{job}");
+    assert_eq!((job["percent"].as_f64(), job["eta_seconds"].as_f64()), (Some(100.0), Some(0.0)));
+    let errors: Vec<(String, String)> = job["errors"].as_array().unwrap().iter().map(|e| (e["id"].as_str().unwrap().into(), e["code"].as_str().unwrap().into())).collect();
+    let want = [("b", "unknown_voice"), ("line-3", "bad_id"), ("d", "too_large")];
+    assert_eq!(errors, want.map(|(a, b)| (a.to_string(), b.to_string())), "{job}");
+
+    // Each good item's audio is what the engine makes of it (deterministic, as speech is).
+    for (item, text, voice) in [("a", TEXT, "af_heart"), ("e", "A British voice.", "bf_emma")] {
+        let r = call(&app, Request::get(format!("/v1/jobs/{id}/items/{item}")).body(Body::empty()).unwrap()).await;
+        assert_eq!((r.status(), r.headers()[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "audio/wav"));
+        let wav = bytes(r).await;
+        assert_eq!(samples_of_wav(&wav), engine_pcm(&scheduler, text, voice), "item {item}");
+    }
+    let (status, body) = get_json(&app, &format!("/v1/jobs/{id}/items/b")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("item_failed")), "{body}");
+    let (status, body) = get_json(&app, &format!("/v1/jobs/{id}/items/zz")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("item_not_found")), "{body}");
+
+    // The archive holds each good item's file, byte for byte, and the manifest in input order.
+    let r = call(&app, Request::get(format!("/v1/jobs/{id}/archive")).body(Body::empty()).unwrap()).await;
+    assert_eq!((r.status(), r.headers()[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "application/zip"));
+    let zip_bytes = bytes(r).await;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).unwrap();
+    let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["audio/a.wav", "audio/e.wav", "manifest.jsonl"]);
+    let mut read = |name: &str| {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_name(name).unwrap(), &mut out).unwrap();
+        out
+    };
+    assert_eq!(read("audio/a.wav"), std::fs::read(dir.path().join(&id).join("audio/a.wav")).unwrap());
+    let manifest = String::from_utf8(read("manifest.jsonl")).unwrap();
+    let ids: Vec<String> = manifest.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, ["a", "b", "line-3", "d", "e"]);
+
+    // Counted in the metrics.
+    let metrics = String::from_utf8(bytes(call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await).await).unwrap();
+    for line in ["kokoro_jobs{status=\"completed\"} 1", "kokoro_jobs{status=\"running\"} 0", "kokoro_job_items_pending 0"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in:\n{metrics}");
+    }
+
+    // Listed; then deleted with its folder.
+    let (_, list) = get_json(&app, "/v1/jobs").await;
+    assert_eq!(list["data"][0]["id"], id.as_str());
+    let r = call(&app, Request::delete(format!("/v1/jobs/{id}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(json_of(r).await["deleted"], true);
+    assert_eq!(get_json(&app, &format!("/v1/jobs/{id}")).await.0, StatusCode::NOT_FOUND);
+    assert!(!dir.path().join(&id).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_uploaded_as_text_takes_its_options_from_the_query_and_bad_jobs_are_refused() {
+    let mut config = ServerConfig::default();
+    config.jobs.max_items = 3;
+    config.jobs.max_upload_bytes = 4096;
+    let (app, _scheduler, _dir) = jobs_server(config.clone());
+    let upload = |path: &str, body: String| Request::post(path).header(header::CONTENT_TYPE, "text/plain").body(Body::from(body)).unwrap();
+    let r = call(&app, upload("/v1/jobs?voice=bf_emma&response_format=mp3&speed=1.25", "First line.\n\nThird line.\n".into())).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = json_of(r).await["id"].as_str().unwrap().to_string();
+    let job = wait_for_job(&app, &id, "completed").await;
+    assert_eq!((job["succeeded"].as_u64(), job["response_format"].as_str()), (Some(2), Some("mp3")), "{job}");
+    let r = call(&app, Request::get(format!("/v1/jobs/{id}/items/000003")).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "audio/mpeg");
+    assert!(bytes(r).await.len() > 1000);
+
+    for (request, status, code) in [
+        (post("/v1/jobs", json!({"items": []})), StatusCode::BAD_REQUEST, "no_items"),
+        (post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}, {"id": "b", "text": "x"}, {"id": "c", "text": "x"}, {"id": "d", "text": "x"}]})), StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        (post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}], "webhook": "http://127.0.0.1:9/hook"})), StatusCode::BAD_REQUEST, "webhooks_off"),
+        (post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}], "speed": 9})), StatusCode::BAD_REQUEST, "bad_speed"),
+        (post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}], "response_format": "ogg"})), StatusCode::BAD_REQUEST, "invalid_request"),
+        (post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}], "surprise": 1})), StatusCode::BAD_REQUEST, "invalid_request"),
+        (upload("/v1/jobs", "x".repeat(5000)), StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        (Request::get("/v1/jobs/job_nope").body(Body::empty()).unwrap(), StatusCode::NOT_FOUND, "job_not_found"),
+    ] {
+        let (got, body) = error_of(&app, request).await;
+        assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    config.jobs.webhook_secret = "s".repeat(16);
+    app.set_config(config.clone());
+    let (got, body) = error_of(&app, post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}], "webhook": "https://example.com/hook"}))).await;
+    assert_eq!((got, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_webhook")), "{body}");
+    // Without jobs.dir there are no jobs.
+    let (plain, _) = server(ServerConfig::default());
+    let (got, body) = error_of(&plain, post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}]}))).await;
+    assert_eq!((got, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("jobs_off")), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_stops_it_and_takes_its_items_out_of_the_queue() {
+    let mut config = ServerConfig::default();
+    config.engine.max_batch = 1;
+    config.engine.workers = 1;
+    config.jobs.window = 2;
+    let (app, scheduler, _dir) = jobs_server(config);
+    let items: Vec<Value> = (1..=8).map(|i| json!({"id": format!("i{i}"), "text": long_text()})).collect();
+    let r = call(&app, post("/v1/jobs", json!({"items": items}))).await;
+    let id = json_of(r).await["id"].as_str().unwrap().to_string();
+    // Running, with chunks in the engine's queue.
+    let until = Instant::now() + Duration::from_secs(120);
+    while scheduler.stats().queued.iter().sum::<usize>() == 0 {
+        assert!(Instant::now() < until, "the job never reached the engine");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, running) = get_json(&app, &format!("/v1/jobs/{id}")).await;
+    assert_eq!(running["status"], "running");
+    let r = call(&app, Request::delete(format!("/v1/jobs/{id}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(json_of(r).await["status"], "cancelled");
+    // Its requests leave the engine and nothing more is spoken for it.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = scheduler.stats();
+        if stats.open_requests == 0 && stats.queued.iter().sum::<usize>() == 0 {
+            break;
+        }
+        assert!(Instant::now() < until, "the cancelled job's items are still queued: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = get_json(&app, &format!("/v1/jobs/{id}")).await.1["done"].as_u64().unwrap();
+    assert!(done < 8, "{done}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, after) = get_json(&app, &format!("/v1/jobs/{id}")).await;
+    assert_eq!((after["status"].as_str(), after["done"].as_u64()), (Some("cancelled"), Some(done)), "{after}");
+}

@@ -89,7 +89,12 @@ fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_exactly_the_requests_sent_and_promtool_accepts_them() {
-    let app = server(ServerConfig::default());
+    // With jobs on, so that their gauges are in what promtool reads.
+    let jobs = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::default();
+    config.jobs.dir = Some(jobs.path().to_path_buf());
+    let app = server(config);
+    app.start_jobs().unwrap();
     for text in ["Hello there.", "One more sentence. And another one.", "Third."] {
         let r = call(&app, speech(text)).await;
         assert_eq!(r.status(), StatusCode::OK);
@@ -133,6 +138,7 @@ async fn metrics_count_exactly_the_requests_sent_and_promtool_accepts_them() {
     assert!([0.0, 1.0].contains(&sample(&s, "kokoro_gpu_present")));
     assert_eq!(sample(&s, "kokoro_ready"), 1.0);
     assert_eq!(sample(&s, "kokoro_queue_depth_chunks{priority=\"bulk\"}"), 0.0);
+    assert_eq!(sample(&s, "kokoro_jobs{status=\"queued\"}"), 0.0);
     let le60 = sample(&s, "kokoro_time_to_first_audio_seconds_bucket{le=\"60\",priority=\"default\"}");
     assert_eq!(le60, 3.0, "buckets reach 60 s");
 
@@ -445,7 +451,7 @@ async fn openapi_json_describes_every_route_and_every_documented_route_exists() 
                 continue;
             }
             operations += 1;
-            let uri = path.replace("{model}", "kokoro");
+            let uri = path.replace("{model}", "kokoro").replace("{id}", "job_none").replace("{item}", "a");
             let body = if method == "get" { Body::empty() } else { Body::from("{}") };
             let request = Request::builder().method(method.to_uppercase().as_str()).uri(&uri).header(header::CONTENT_TYPE, "application/json").body(body).unwrap();
             let r = call(&app, request).await;
@@ -456,5 +462,5 @@ async fn openapi_json_describes_every_route_and_every_documented_route_exists() 
             assert!(!text.contains("no route for"), "{method} {path} is documented but not routed: {text}");
         }
     }
-    assert_eq!(operations, 25, "every operation of openapi::OPERATIONS");
+    assert_eq!(operations, 31, "every operation of openapi::OPERATIONS");
 }
