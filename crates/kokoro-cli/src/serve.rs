@@ -118,6 +118,9 @@ pub fn serve(cache: &Cache, args: ServeArgs) -> Result<()> {
         app.set_reloader(Box::new(load_config));
         app.start_jobs().context("starting the jobs")?;
         tokio::spawn(reload_on_sighup(app.clone()));
+        if let Some(path) = args.config.config.clone() {
+            tokio::spawn(kokoro_server::watch_config(app.clone(), path));
+        }
         // Load in the background: health checks are answered meanwhile.
         let loading = {
             let (app, cache) = (app.clone(), cache.clone());

@@ -203,18 +203,20 @@ fn sigterm_drains_finishing_the_request_in_flight_and_refusing_new_ones() {
 
 #[cfg(unix)]
 #[test]
-fn json_logs_rotate_carry_request_ids_change_level_live_and_sighup_reloads() {
+fn json_logs_rotate_carry_request_ids_change_level_live_and_sighup_or_a_changed_file_reloads() {
     let dir = std::env::temp_dir().join(format!("kokoro-serve-logs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let log_file = dir.join("logs/kokoro.log");
     let admin = "admin-token-0123456789";
-    let config = |max_input_chars: i64| {
+    let config_watching = |max_input_chars: i64, watch: f64| {
         format!(
-            "[log]\nformat = \"json\"\nfile = \"{}\"\nrotate_bytes = 4096\nkeep_files = 2\n[security]\nadmin_token = \"{admin}\"\n[limits]\nmax_input_chars = {max_input_chars}\n",
+            "watch_config_secs = {watch:?}\n[log]\nformat = \"json\"\nfile = \"{}\"\nrotate_bytes = 4096\nkeep_files = 2\n[security]\nadmin_token = \"{admin}\"\n[limits]\nmax_input_chars = {max_input_chars}\n",
             log_file.display()
         )
     };
+    // Watching the file is off at first, so that the SIGHUP steps below prove SIGHUP.
+    let config = |max_input_chars: i64| config_watching(max_input_chars, 0.0);
     let server = Server::start("logs", &config(4096));
     let config_path = server.log.parent().unwrap().join("config.toml");
     let speak = |id: &str, text: &str| {
@@ -233,6 +235,13 @@ fn json_logs_rotate_carry_request_ids_change_level_live_and_sighup_reloads() {
         assert_eq!(speak(&format!("req-{i}"), "Hello."), 200);
     }
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    // The performance line is written as the response ends, which can be just after the client
+    // has read it all: wait for the last one.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !read(&log_file).lines().any(|l| l.contains("\"req-23\"") && l.contains("\"message\":\"speech\"")) {
+        assert!(Instant::now() < until, "no performance line for req-23: {}", read(&log_file));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let rotated = |n: usize| PathBuf::from(format!("{}.{n}", log_file.display()));
     assert!(rotated(1).is_file() && rotated(2).is_file(), "rotated twice at least");
     assert!(!rotated(3).exists(), "only keep_files = 2 are kept");
@@ -284,6 +293,17 @@ fn json_logs_rotate_carry_request_ids_change_level_live_and_sighup_reloads() {
     }
     assert_eq!(speak("still-20", "Short one."), 200);
     assert_eq!(speak("still-20b", "This sentence is longer than twenty characters."), 413);
+
+    // A changed file applies by itself once watching is on (turned on by one more SIGHUP).
+    std::fs::write(&config_path, config_watching(20, 0.3)).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(&config_path, config_watching(100, 0.3)).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while speak("watched", "This sentence is longer than twenty characters.") != 200 {
+        assert!(Instant::now() < until, "the changed file was not applied: {}", read(&log_file));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -22,6 +22,9 @@ pub struct ServerConfig {
     /// Model names `/v1/audio/speech` accepts (all are Kokoro-82M v1.0); the first is the one
     /// `/v1/models` lists first.
     pub models: Vec<String>,
+    /// Seconds between checks of the configuration file for changes, which are then applied as
+    /// a reload (SIGHUP) would (0: only SIGHUP and `/admin/reload`).
+    pub watch_config_secs: f64,
     pub limits: Limits,
     pub voices: VoicesConfig,
     pub text: TextConfig,
@@ -156,6 +159,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8880)),
             models: ["kokoro", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"].map(String::from).to_vec(),
+            watch_config_secs: 2.0,
             limits: Limits::default(),
             voices: VoicesConfig::default(),
             text: TextConfig::default(),
@@ -400,6 +404,9 @@ impl ServerConfig {
         }
         if !a.webhook_url.is_empty() && !a.webhook_url.starts_with("http://") {
             return invalid("alerts.webhook_url", &a.webhook_url, "must be empty or an http:// URL (plain HTTP: put TLS in front of a receiver across a network)");
+        }
+        if !(self.watch_config_secs == 0.0 || (0.1..=3600.0).contains(&self.watch_config_secs)) {
+            return invalid("watch_config_secs", &self.watch_config_secs, "must be 0 (off) or 0.1 to 3600");
         }
         let j = &self.jobs;
         if !(1..=1_000_000).contains(&j.max_items) {

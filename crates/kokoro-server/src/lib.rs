@@ -313,6 +313,33 @@ async fn openai_error_bodies(request: Request, next: Next) -> Response {
     out
 }
 
+/// Reloads the configuration when the file at `path` changes, checked every
+/// `watch_config_secs` (read live; 0 turns it off). Polled rather than watched through inotify:
+/// a Kubernetes ConfigMap changes by swapping a symbolic link, which file watches miss, and a
+/// small file read every few seconds costs nothing. An invalid new file is refused and logged
+/// by the reload, and the old configuration stays.
+pub async fn watch_config(app: Arc<AppState>, path: std::path::PathBuf) {
+    let read = |path: &std::path::Path| std::fs::read(path).ok();
+    let mut last = read(&path);
+    loop {
+        let every = app.config().watch_config_secs;
+        tokio::time::sleep(Duration::from_secs_f64(if every > 0.0 { every } else { 1.0 })).await;
+        let now = read(&path);
+        // While off, follow the file silently, so that turning it on does not replay old edits.
+        if now.is_none() || now == last || every <= 0.0 {
+            if every <= 0.0 {
+                last = now;
+            }
+            continue;
+        }
+        last = now;
+        tracing::info!(file = %path.display(), "the configuration file changed: reloading");
+        let app = app.clone();
+        // Errors are logged by reload itself.
+        let _ = tokio::task::spawn_blocking(move || app.reload()).await;
+    }
+}
+
 /// Serves `router(app)` on `listener` until `shutdown` resolves, then drains: readiness and new
 /// requests answer 503 while the requests in flight finish, for at most `grace`; then the
 /// connections close.

@@ -257,6 +257,7 @@ impl AppState {
             ("text", effective.text != old.text),
             ("security", effective.security != old.security),
             ("jobs", effective.jobs != old.jobs),
+            ("watch_config_secs", effective.watch_config_secs != old.watch_config_secs),
         ] {
             if changed {
                 applied.push(key.to_string());
