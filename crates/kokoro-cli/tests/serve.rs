@@ -489,3 +489,57 @@ fn a_job_survives_a_restart_losing_nothing_and_its_signed_webhook_arrives_after_
     assert_eq!(job(&server)["webhook"]["attempts"], 2);
     let _ = std::fs::remove_dir_all(&jobs_dir);
 }
+
+/// The value of a sample line of Prometheus text (0 when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+#[test]
+fn on_loopback_overload_is_503_with_retry_after_a_client_that_hangs_up_stops_its_chunks_and_the_server_recovers() {
+    // One request at a time, one chunk per pass: a long request holds the only slot.
+    let server = Server::start("overload", "[engine]\nmax_requests = 1\nmax_batch = 1\nworkers = 1\nlookahead = 2\nresponse_cache_bytes = 0\n");
+    let long: String = (1..=12).map(|i| format!("This is sentence number {i}.")).collect::<Vec<_>>().join(" ");
+    let mut busy = Server::agent()
+        .post(&format!("{}/v1/audio/speech", server.base))
+        .send(json!({"input": long, "voice": "af_heart", "response_format": "pcm"}).to_string())
+        .unwrap();
+    assert_eq!(busy.status().as_u16(), 200);
+    let mut reader = busy.body_mut().as_reader();
+    let mut first = [0u8; 4096];
+    assert!(reader.read(&mut first).unwrap() > 0, "the first chunk's bytes");
+
+    // Overloaded: 503 in OpenAI's shape with Retry-After.
+    let mut r = Server::agent().post(&format!("{}/v1/audio/speech", server.base)).send(json!({"input": "Hi.", "voice": "af_heart"}).to_string()).unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    let error: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "overloaded", "{error}");
+
+    // The client hangs up after its first chunk: its request is cancelled and its chunks leave
+    // the queue, far short of twelve.
+    drop(reader);
+    drop(busy);
+    let until = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let text = server.get("/metrics").unwrap().1;
+        if metric(&text, "kokoro_engine_requests_total{event=\"cancelled\"}") == 1.0 && metric(&text, "kokoro_open_requests") == 0.0 {
+            break text;
+        }
+        assert!(Instant::now() < until, "the request was not cancelled:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let spoken = metric(&metrics, "kokoro_chunks_spoken_total");
+    assert!((1.0..12.0).contains(&spoken), "{spoken} chunks spoken");
+    let queued: f64 = ["interactive", "default", "bulk"].iter().map(|p| metric(&metrics, &format!("kokoro_queue_depth_chunks{{priority=\"{p}\"}}"))).sum();
+    assert_eq!(queued, 0.0);
+
+    // Recovered: the next request is served whole.
+    let mut r = Server::agent()
+        .post(&format!("{}/v1/audio/speech", server.base))
+        .send(json!({"input": "Hi again.", "voice": "af_heart", "response_format": "pcm"}).to_string())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.body_mut().read_to_vec().unwrap().len() > 24_000);
+}
