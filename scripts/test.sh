@@ -74,3 +74,6 @@ step "end-to-end in headless Chromium (Debian's): WebGPU (SwiftShader), CPU fall
 # The package's TypeScript types, strictly, as a user's code uses them (tests/browser/types-check.ts).
 (cd tests/browser && ./node_modules/.bin/tsc -p . && ./node_modules/.bin/tsc -p tsconfig.protocol.json)
 KOKORO_BIN="$CARGO_TARGET_DIR/debug/kokoro" node --test --test-concurrency=1 tests/browser/ 2>&1 | tee -a "$KOKORO_CACHE/last-test.log"
+
+step "the server's load benchmark, short (scripts/bench-serve.py: 2 clients, 2 requests, both scheduler policies; the figures are in docs/server.md)"
+scripts/py scripts/bench-serve.py --bin "$CARGO_TARGET_DIR/debug/kokoro" --requests 2 --clients 2 --fifo-too

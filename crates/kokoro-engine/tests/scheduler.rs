@@ -352,3 +352,33 @@ fn threads_submitting_and_cancelling_at_random_lose_and_duplicate_no_chunk() {
     assert!(stats.completed >= read as u64);
     assert_eq!(stats.failed + stats.timed_out, 0);
 }
+
+#[test]
+fn a_new_requests_first_chunk_goes_before_the_queued_chunks_of_requests_already_speaking() {
+    // Four long requests speaking (each with `lookahead` chunks queued), then a short one: its
+    // first chunk waits for the pass in flight only. Off, it waits behind the queued chunks.
+    let mut waited = Vec::new();
+    for first_chunk_first in [true, false] {
+        let s = Scheduler::new(engine(), SchedulerConfig { first_chunk_first, ..serial() });
+        let longs: Vec<_> = (0..4).map(|_| drain(s.submit(Request::text(TWELVE, "af_heart").chunking(unpacked())).unwrap())).collect();
+        wait_until("the long requests are speaking with chunks queued", || {
+            let stats = s.stats();
+            stats.chunks >= 4 && stats.queued.iter().sum::<usize>() >= 6
+        });
+        let submitted = Instant::now();
+        let short = drain(s.submit(Request::text("Hi.", "af_heart")).unwrap());
+        let (indices, short_at, e) = short.join().unwrap();
+        assert!(e.is_none() && indices == [0], "{e:?}");
+        let mut before = 0;
+        for long in longs {
+            let (indices, times, e) = long.join().unwrap();
+            assert!(e.is_none(), "{e:?}");
+            assert_eq!(indices, (0..12).collect::<Vec<_>>(), "each long request whole and in order");
+            before += times.iter().filter(|&&t| t > submitted && t < short_at[0]).count();
+        }
+        waited.push(before);
+    }
+    // On: at most the chunk in flight and one picked as the short one came. Off: the queued ones.
+    assert!(waited[0] <= 2, "first chunk first: {} long chunks went before the new request's first", waited[0]);
+    assert!(waited[1] >= 5, "first come, first served: only {} long chunks went before it (the test shows nothing)", waited[1]);
+}

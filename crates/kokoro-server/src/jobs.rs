@@ -614,6 +614,10 @@ fn speak(job: &Job, item: &Item, mut stream: kokoro_engine::Stream, stop: &dyn F
 fn finish(app: &Arc<AppState>, job: &Arc<Job>, status: JobStatus) {
     {
         let mut state = job.lock();
+        // A cancel and the last item can cross: the first end stands, and one webhook goes.
+        if matches!(state.status, JobStatus::Completed | JobStatus::Cancelled) {
+            return;
+        }
         state.status = status;
         state.finished_at = Some(now_unix());
     }
@@ -681,6 +685,10 @@ pub(crate) async fn create(State(app): State<Arc<AppState>>, Query(query): Query
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let (lines, options) = if content_type.starts_with("application/json") {
         let request: JobRequest = crate::speech::parse_json(&body)?;
+        // Each item an object, as a JSONL line; anything else is a malformed body, not an item.
+        if let Some(n) = request.items.iter().position(|i| !i.is_object()) {
+            return Err(ApiError::invalid(Some(&format!("items[{n}]")), "invalid_request", format!("items[{n}] is not an object: give {{\"id\", \"text\", \"voice\"?, \"speed\"?, \"lang\"?}}")));
+        }
         let lines = request.items.iter().map(|i| i.to_string()).collect();
         (lines, request.options)
     } else {

@@ -510,6 +510,7 @@ async fn a_job_uploaded_as_text_takes_its_options_from_the_query_and_bad_jobs_ar
         (post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}], "speed": 9})), StatusCode::BAD_REQUEST, "bad_speed"),
         (post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}], "response_format": "ogg"})), StatusCode::BAD_REQUEST, "invalid_request"),
         (post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}], "surprise": 1})), StatusCode::BAD_REQUEST, "invalid_request"),
+        (post("/v1/jobs", json!({"items": [{"id": "a", "text": "x"}, "just text"]})), StatusCode::BAD_REQUEST, "invalid_request"),
         (upload("/v1/jobs", "x".repeat(5000)), StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         (Request::get("/v1/jobs/job_nope").body(Body::empty()).unwrap(), StatusCode::NOT_FOUND, "job_not_found"),
     ] {
