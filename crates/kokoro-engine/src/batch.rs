@@ -77,21 +77,21 @@ pub fn parse_items(lines: Vec<(usize, Result<String, FromUtf8Error>)>, defaults:
         let item = match text {
             Err(e) => Item { id: plain_id, line, what: Err(error(format!("not UTF-8 (invalid byte at {})", e.utf8_error().valid_up_to()), "bad_text")) },
             Ok(text) if jsonl => match serde_json::from_str::<ItemLine>(&text) {
-                Err(e) => Item { id: format!("line-{line}"), line, what: Err(error(format!("not a JSON item: {e}"), "bad_item")) },
+                Err(e) => Item { id: stand_in(line, &seen), line, what: Err(error(format!("not a JSON item: {e}"), "bad_item")) },
                 Ok(i) => {
                     let what = if !is_safe_id(&i.id) {
                         Err(error(format!("id {:?} is not a safe file name (1-128 of A-Z a-z 0-9 . _ -, not starting with '.')", i.id), "bad_id"))
                     } else {
                         spec(defaults, i.text, i.voice, i.speed, i.lang)
                     };
-                    let id = if is_safe_id(&i.id) { i.id } else { format!("line-{line}") };
+                    let id = if is_safe_id(&i.id) { i.id } else { stand_in(line, &seen) };
                     Item { id, line, what }
                 }
             },
             Ok(text) => Item { id: plain_id, line, what: spec(defaults, text, None, None, None) },
         };
         if !seen.insert(item.id.clone()) {
-            let id = format!("line-{line}");
+            let id = stand_in(line, &seen);
             seen.insert(id.clone());
             items.push(Item { id, line, what: Err(error(format!("id {:?} repeats an earlier line's", item.id), "bad_id")) });
             continue;
@@ -99,6 +99,13 @@ pub fn parse_items(lines: Vec<(usize, Result<String, FromUtf8Error>)>, defaults:
         items.push(item);
     }
     items
+}
+
+/// The id of an item whose own cannot be used: `line-N`, or `line-N-2`, ... when an item took
+/// that name itself, so that no two items share an id.
+fn stand_in(line: usize, seen: &HashSet<String>) -> String {
+    let base = format!("line-{line}");
+    (1..).map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") }).find(|id| !seen.contains(id)).expect("an unused id")
 }
 
 fn spec(defaults: &ItemDefaults, text: String, voice: Option<String>, speed: Option<f32>, lang: Option<String>) -> Result<ItemSpec, ItemError> {
@@ -167,7 +174,8 @@ impl ManifestWriter {
     pub fn append(&mut self, line: &ManifestLine) -> std::io::Result<()> {
         use std::io::Write;
         self.file.write_all(manifest_text(line).as_bytes())?;
-        self.file.flush()
+        // On the disk before the item counts as done (a power cut must not lose it).
+        self.file.sync_data()
     }
 }
 
@@ -222,6 +230,9 @@ mod tests {
         );
         assert_eq!(items[0].what, Ok(ItemSpec { text: "Hello.".into(), voice: "af_heart".into(), speed: 1.0, lang: None }));
         assert_eq!(items[6].what, Ok(ItemSpec { text: "Mine.".into(), voice: "bf_emma".into(), speed: 1.0, lang: Some("en-gb".into()) }));
+        // An item named like a stand-in keeps its name; the stand-in moves aside.
+        let taken = parse_items(lines(&[r#"{"id": "line-2", "text": "Mine."}"#, r#"{"id": "../x", "text": "Hi."}"#]), &defaults());
+        assert_eq!(taken.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["line-2", "line-2-2"]);
         let plain = parse_items(lines(&["First line.", "", "Third line."]), &defaults());
         assert_eq!(plain.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["000001", "000003"]);
     }

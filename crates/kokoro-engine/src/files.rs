@@ -39,11 +39,28 @@ impl AtomicFile {
         Ok((Self { path: path.to_path_buf(), temp }, BufWriter::new(file)))
     }
 
-    /// Moves the finished file to its name (replacing any file there).
+    /// Moves the finished file to its name (replacing any file there). The data reaches the
+    /// disk before the rename, and the rename before this returns: after a power cut the name
+    /// holds the old file or the whole new one, never an empty one.
     pub fn commit(self) -> io::Result<()> {
         let path = self.path;
-        self.temp.persist(&path).map_err(|e| context(e.error, format!("renaming into {}", path.display())))
+        // fsync through a second handle: it flushes the file's data, whoever wrote it.
+        File::open(&*self.temp).and_then(|f| f.sync_all()).map_err(|e| context(e, format!("syncing {}", path.display())))?;
+        self.temp.persist(&path).map_err(|e| context(e.error, format!("renaming into {}", path.display())))?;
+        sync_dir(&path);
+        Ok(())
     }
+}
+
+/// Makes a rename in `path`'s folder durable (where the platform can: Unix opens folders).
+fn sync_dir(path: &Path) {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Writes `data` to `path` whole, or not at all.

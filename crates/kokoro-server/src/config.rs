@@ -424,6 +424,11 @@ impl ServerConfig {
         if !j.webhook_secret.is_empty() && j.webhook_secret.len() < 16 {
             return invalid("jobs.webhook_secret", &"<redacted>", "must be empty (no webhooks) or at least 16 characters");
         }
+        for host in &j.webhook_hosts {
+            if host.is_empty() || host.contains(['/', '@', ' ']) {
+                return invalid("jobs.webhook_hosts", host, "each must be a host or host:port, such as receiver.internal:9000");
+            }
+        }
         if !(j.keep_hours >= 0.0 && j.keep_hours <= 87_600.0) {
             return invalid("jobs.keep_hours", &j.keep_hours, "must be 0 (kept) to 87600");
         }

@@ -69,11 +69,15 @@ pub struct JobsConfig {
     pub webhook_attempts: u32,
     /// Finished jobs and their audio are deleted this many hours after they end (0: kept).
     pub keep_hours: f64,
+    /// Hosts (`host` or `host:port`) webhooks may be sent to; empty: any. Where clients are
+    /// not trusted, list the receivers: otherwise a client can make the server POST to any
+    /// address it reaches.
+    pub webhook_hosts: Vec<String>,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        Self { dir: None, max_items: 10_000, max_upload_bytes: 32 << 20, window: 4, webhook_secret: String::new(), webhook_attempts: 6, keep_hours: 168.0 }
+        Self { dir: None, max_items: 10_000, max_upload_bytes: 32 << 20, window: 4, webhook_secret: String::new(), webhook_attempts: 6, keep_hours: 168.0, webhook_hosts: Vec::new() }
     }
 }
 
@@ -101,6 +105,9 @@ struct JobFile {
     speed: f32,
     lang: Option<String>,
     lines: Vec<String>,
+    /// A hash of the API key that made it, when the server has keys: only that key sees it.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 /// `state.json`: how a finished job ended and where its webhook stands.
@@ -474,7 +481,7 @@ fn load_job(dir: &Path) -> Result<Job, String> {
     };
     // An item counts as ended when the manifest says so and, if it succeeded, its file is there.
     let mut results = read_manifest(&dir.join("manifest.jsonl"));
-    results.retain(|id, line| line.status != "ok" || job.item_path(id).is_file());
+    results.retain(|id, line| line.status != "ok" || job.item_path(id).metadata().is_ok_and(|m| m.is_file() && m.len() > 0));
     results.retain(|id, _| job.items.iter().any(|i| &i.id == id));
     job.lock().results = results;
     Ok(job)
@@ -508,10 +515,13 @@ pub fn run(app: Arc<AppState>, jobs: Arc<Jobs>) {
         }
         let Some(job) = jobs.next(Duration::from_millis(500)) else { continue };
         run_job(&app, &job);
-        if app.is_draining() && !job.is_finished() {
+        if app.is_draining() {
             // Back to the queue in memory too (the disk already says unfinished).
-            job.lock().status = JobStatus::Queued;
-            jobs.queue.lock().unwrap_or_else(PoisonError::into_inner).push_front(job.file.id.clone());
+            let mut state = job.lock();
+            if state.status == JobStatus::Running {
+                state.status = JobStatus::Queued;
+                jobs.queue.lock().unwrap_or_else(PoisonError::into_inner).push_front(job.file.id.clone());
+            }
         }
     }
     let left = jobs.unfinished();
@@ -525,6 +535,9 @@ pub fn run(app: Arc<AppState>, jobs: Arc<Jobs>) {
 fn run_job(app: &Arc<AppState>, job: &Arc<Job>) {
     let todo: Vec<&Item> = {
         let mut state = job.lock();
+        if matches!(state.status, JobStatus::Completed | JobStatus::Cancelled) {
+            return; // cancelled between the queue and here
+        }
         state.status = JobStatus::Running;
         state.running_since = Some((Instant::now(), state.results.len()));
         job.items.iter().filter(|i| !state.results.contains_key(&i.id)).collect()
@@ -558,8 +571,13 @@ fn run_job(app: &Arc<AppState>, job: &Arc<Job>) {
         let line = match stream.and_then(|s| speak(job, item, s, &stop)) {
             Ok(Some(line)) => line,
             Ok(None) => break, // stopped midway
+            // The engine stopping is not the item's fault: it is spoken after the restart.
+            Err(e) if e.code == "shutting_down" => break,
             Err(e) => ManifestLine::failed(&item.id, e.message, e.code),
         };
+        if job.is_finished() {
+            break; // cancelled while it was spoken: the job's record is closed
+        }
         if let Err(e) = manifest.append(&line) {
             tracing::error!(job = %job.file.id, error = %e, "cannot append to the job's manifest: the job waits for the next start");
             return;
@@ -580,7 +598,10 @@ fn submit(app: &AppState, item: &Item, stop: &dyn Fn() -> bool) -> Result<kokoro
     let spec = item.what.as_ref().map_err(|e| ApiError::invalid(None, e.code, format!("line {}: {}", item.line, e.message)))?;
     let config = app.config();
     let model = config.models.first().map_or("kokoro", String::as_str);
-    let request = crate::speech::engine_request(&config, model, &spec.text, &spec.voice, spec.speed, spec.lang.as_deref(), Priority::Bulk)?;
+    let mut request = crate::speech::engine_request(&config, model, &spec.text, &spec.voice, spec.speed, spec.lang.as_deref(), Priority::Bulk)?;
+    // Bulk work is meant to wait while other speech overtakes it: no request timeout, which
+    // would turn a busy hour into failed items.
+    request.deadline = None;
     let synth = app.synth()?;
     loop {
         match synth.submit(request.clone()) {
@@ -669,9 +690,23 @@ fn jobs_of(app: &AppState) -> Result<Arc<Jobs>, ApiError> {
     app.jobs().ok_or_else(|| ApiError::not_found(None, "jobs_off", "jobs are off on this server: set jobs.dir"))
 }
 
-fn job_of(app: &AppState, id: &str) -> Result<Arc<Job>, ApiError> {
+/// Who is asking: a hash of their API key when the server has keys (the guard has checked it).
+fn caller(app: &AppState, headers: &HeaderMap) -> Option<String> {
+    let keys = !app.config().security.api_keys.is_empty();
+    keys.then(|| crate::bearer(headers).map(crate::short_hash)).flatten()
+}
+
+/// Whether `job` is the caller's to see: every job when the server has no keys; else the jobs
+/// its key made (and those made before keys were set).
+fn visible(job: &Job, caller: &Option<String>) -> bool {
+    job.file.owner.is_none() || &job.file.owner == caller
+}
+
+fn job_of(app: &AppState, id: &str, headers: &HeaderMap) -> Result<Arc<Job>, ApiError> {
     let jobs = jobs_of(app)?;
-    jobs.get(id).ok_or_else(|| ApiError::not_found(None, "job_not_found", format!("no job {id:?}")))
+    let caller = caller(app, headers);
+    // Another key's job answers as a missing one: its existence is not the caller's business.
+    jobs.get(id).filter(|j| visible(j, &caller)).ok_or_else(|| ApiError::not_found(None, "job_not_found", format!("no job {id:?}")))
 }
 
 /// `POST /v1/jobs`: a JSON body, or an upload (JSONL or text, one item per line) with the
@@ -714,6 +749,12 @@ pub(crate) async fn create(State(app): State<Arc<AppState>>, Query(query): Query
         if !url.starts_with("http://") || url.len() > 2048 || axum::http::Uri::try_from(url.as_str()).is_err() {
             return Err(ApiError::invalid(Some("webhook"), "bad_webhook", "webhook must be an http:// URL (plain HTTP: put TLS in front of a receiver across a network)"));
         }
+        let uri = axum::http::Uri::try_from(url.as_str()).map_err(|e| ApiError::invalid(Some("webhook"), "bad_webhook", e.to_string()))?;
+        let (host, port) = (uri.host().unwrap_or(""), uri.port_u16().unwrap_or(80));
+        let allowed = &config.jobs.webhook_hosts;
+        if !allowed.is_empty() && !allowed.iter().any(|a| a == host || *a == format!("{host}:{port}")) {
+            return Err(ApiError::invalid(Some("webhook"), "webhook_host_refused", format!("webhooks may not go to {host}:{port}: allowed are {} (jobs.webhook_hosts)", allowed.join(", "))));
+        }
         if config.jobs.webhook_secret.is_empty() {
             return Err(ApiError::invalid(Some("webhook"), "webhooks_off", "this server signs no webhooks: set jobs.webhook_secret to use them"));
         }
@@ -727,6 +768,7 @@ pub(crate) async fn create(State(app): State<Arc<AppState>>, Query(query): Query
         speed,
         lang,
         lines,
+        owner: caller(&app, &headers),
     };
     let items = parse_lines(&file);
     let job = tokio::task::spawn_blocking(move || jobs.create(file, items))
@@ -740,23 +782,24 @@ pub(crate) async fn create(State(app): State<Arc<AppState>>, Query(query): Query
 }
 
 /// `GET /v1/jobs`.
-pub(crate) async fn list(State(app): State<Arc<AppState>>) -> Result<axum::Json<JobList>, ApiError> {
+pub(crate) async fn list(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<axum::Json<JobList>, ApiError> {
     let jobs = jobs_of(&app)?;
-    let mut data: Vec<JobView> = jobs.all().iter().map(|j| j.view(false)).collect();
+    let caller = caller(&app, &headers);
+    let mut data: Vec<JobView> = jobs.all().iter().filter(|j| visible(j, &caller)).map(|j| j.view(false)).collect();
     data.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
     Ok(axum::Json(JobList { object: "list", data }))
 }
 
 /// `GET /v1/jobs/{id}`.
-pub(crate) async fn get(State(app): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Result<axum::Json<JobView>, ApiError> {
-    Ok(axum::Json(job_of(&app, &id)?.view(true)))
+pub(crate) async fn get(State(app): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Result<axum::Json<JobView>, ApiError> {
+    Ok(axum::Json(job_of(&app, &id, &headers)?.view(true)))
 }
 
 /// `DELETE /v1/jobs/{id}`: cancels an unfinished job (its finished items stay); deletes a
 /// finished one with its files.
-pub(crate) async fn delete(State(app): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+pub(crate) async fn delete(State(app): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let jobs = jobs_of(&app)?;
-    let job = job_of(&app, &id)?;
+    let job = job_of(&app, &id, &headers)?;
     if job.is_finished() {
         tokio::task::spawn_blocking(move || jobs.delete(&job)).await.map_err(|e| ApiError::internal("internal", e.to_string()))?;
         tracing::info!(job = %id, "job deleted");
@@ -772,8 +815,8 @@ pub(crate) async fn delete(State(app): State<Arc<AppState>>, UrlPath(id): UrlPat
 }
 
 /// `GET /v1/jobs/{id}/items/{item}`: the item's audio.
-pub(crate) async fn item(State(app): State<Arc<AppState>>, UrlPath((id, item)): UrlPath<(String, String)>) -> Result<Response, ApiError> {
-    let job = job_of(&app, &id)?;
+pub(crate) async fn item(State(app): State<Arc<AppState>>, UrlPath((id, item)): UrlPath<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let job = job_of(&app, &id, &headers)?;
     let line = job.lock().results.get(&item).cloned();
     let Some(line) = line.filter(|_| is_safe_id(&item)) else {
         let known = job.items.iter().any(|i| i.id == item);
@@ -795,8 +838,8 @@ pub(crate) async fn item(State(app): State<Arc<AppState>>, UrlPath((id, item)): 
 
 /// `GET /v1/jobs/{id}/archive`: a zip of a finished job (each item's audio, stored as is, and
 /// `manifest.jsonl` in input order), made once and kept beside the job, sent in pieces.
-pub(crate) async fn archive(State(app): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
-    let job = job_of(&app, &id)?;
+pub(crate) async fn archive(State(app): State<Arc<AppState>>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let job = job_of(&app, &id, &headers)?;
     if !job.is_finished() {
         return Err(ApiError { status: StatusCode::CONFLICT, ..ApiError::invalid(None, "job_not_finished", format!("job {id} has not ended: its archive is made when it has")) });
     }
@@ -894,6 +937,7 @@ mod tests {
             speed: 1.0,
             lang: None,
             lines: vec![r#"{"id": "a", "text": "Hi."}"#.into(), r#"{"id": "../b", "text": "Hi."}"#.into()],
+            owner: None,
         };
         let id = file.id.clone();
         let items = parse_lines(&file);

@@ -175,7 +175,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A hash of the key (SipHash): the limiter keys on it rather than on the secret itself.
-fn short_hash(key: &str) -> String {
+pub(crate) fn short_hash(key: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);

@@ -564,3 +564,39 @@ async fn cancelling_a_running_job_stops_it_and_takes_its_items_out_of_the_queue(
     let (_, after) = get_json(&app, &format!("/v1/jobs/{id}")).await;
     assert_eq!((after["status"].as_str(), after["done"].as_u64()), (Some("cancelled"), Some(done)), "{after}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_private_to_the_api_key_that_made_them_and_webhooks_go_only_to_allowed_hosts() {
+    let mut config = ServerConfig::default();
+    config.security.api_keys = vec!["key-one-0123".into(), "key-two-0123".into()];
+    config.jobs.webhook_secret = "w".repeat(16);
+    config.jobs.webhook_hosts = vec!["receiver.internal:9000".into()];
+    let (app, _scheduler, _dir) = jobs_server(config);
+    let with_key = |mut r: Request<Body>, key: &str| {
+        r.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {key}").parse().unwrap());
+        r
+    };
+    let r = call(&app, with_key(post("/v1/jobs", json!({"items": [{"id": "a", "text": "Hi."}]})), "key-one-0123")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = json_of(r).await["id"].as_str().unwrap().to_string();
+    let get = |key: &'static str, path: String| with_key(Request::get(path).body(Body::empty()).unwrap(), key);
+    // Its maker sees it; the other key gets 404 and an empty list, and cannot cancel it.
+    assert_eq!(call(&app, get("key-one-0123", format!("/v1/jobs/{id}"))).await.status(), StatusCode::OK);
+    let (status, body) = error_of(&app, get("key-two-0123", format!("/v1/jobs/{id}"))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("job_not_found")));
+    assert_eq!(json_of(call(&app, get("key-two-0123", "/v1/jobs".into())).await).await["data"], json!([]));
+    assert_eq!(json_of(call(&app, get("key-one-0123", "/v1/jobs".into())).await).await["data"][0]["id"], id.as_str());
+    let delete = with_key(Request::delete(format!("/v1/jobs/{id}")).body(Body::empty()).unwrap(), "key-two-0123");
+    assert_eq!(call(&app, delete).await.status(), StatusCode::NOT_FOUND);
+    // Webhooks only to the listed receiver.
+    for (url, status, code) in [
+        ("http://169.254.169.254/latest", StatusCode::BAD_REQUEST, Some("webhook_host_refused")),
+        ("http://receiver.internal:9001/hook", StatusCode::BAD_REQUEST, Some("webhook_host_refused")),
+        ("http://receiver.internal:9000/hook", StatusCode::ACCEPTED, None),
+    ] {
+        let r = call(&app, with_key(post("/v1/jobs", json!({"items": [{"id": "a", "text": "Hi."}], "webhook": url})), "key-one-0123")).await;
+        let got = r.status();
+        let body = json_of(r).await;
+        assert_eq!((got, body["error"]["code"].as_str()), (status, code), "{url}: {body}");
+    }
+}
