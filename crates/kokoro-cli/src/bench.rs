@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// Weights for kokoro-burn (default: the cached canonical file).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Also time each utterance with burn-flex's own ops instead of kokoro-kernels' (the
+    /// "before" of the CPU kernels, in the same run): one more RTF column.
+    #[arg(long)]
+    compare_kernels: bool,
     /// Benchmark the engine's scheduler instead: throughput for concurrent clients with batching
     /// off and on, time to first audio during a bulk job with priorities on and off, peak memory.
     #[arg(long)]
@@ -69,6 +73,8 @@ struct Row {
     stages: StageTimings,
     ort_int8: Option<f64>,
     ort_f32: Option<f64>,
+    /// Median total with burn's ops (`--compare-kernels`).
+    burn_conv: Option<Duration>,
 }
 
 pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
@@ -91,13 +97,25 @@ pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
     for (name, phonemes) in UTTERANCES {
         let utterance = Utterance::from_phonemes(phonemes);
         let speak = || engine.synthesize(&utterance, &voice, 1.0, SourceNoise::Deterministic);
-        let warm = speak()?;
-        let mut runs: Vec<StageTimings> = (0..args.repeats).map(|_| speak().map(|o| o.timings)).collect::<Result<_, _>>()?;
-        runs.sort_by_key(|t| t.total);
-        let median = runs[runs.len() / 2].clone();
-        let audio_seconds = warm.seconds();
-        eprintln!("{name}: {} ids, {audio_seconds:.2} s audio, median {:.3} s", warm.phoneme_ids, median.total.as_secs_f64());
-        rows.push(Row { name, audio_seconds, ours: median.total, stages: median, ort_int8: None, ort_f32: None });
+        let median_of_runs = || -> Result<(f64, u64, StageTimings)> {
+            let warm = speak()?;
+            let mut runs: Vec<StageTimings> = (0..args.repeats).map(|_| speak().map(|o| o.timings)).collect::<Result<_, _>>()?;
+            runs.sort_by_key(|t| t.total);
+            Ok((warm.seconds(), warm.phoneme_ids as u64, runs[runs.len() / 2].clone()))
+        };
+        let (audio_seconds, ids, median) = median_of_runs()?;
+        eprintln!("{name}: {ids} ids, {audio_seconds:.2} s audio, median {:.3} s", median.total.as_secs_f64());
+        let burn_conv = if args.compare_kernels {
+            kokoro_model::set_cpu_kernels(kokoro_model::CpuKernels::Burn);
+            let burn = median_of_runs();
+            kokoro_model::set_cpu_kernels(kokoro_model::CpuKernels::Kokoro);
+            let total = burn?.2.total;
+            eprintln!("{name}: with burn's ops, median {:.3} s", total.as_secs_f64());
+            Some(total)
+        } else {
+            None
+        };
+        rows.push(Row { name, audio_seconds, ours: median.total, stages: median, ort_int8: None, ort_f32: None, burn_conv });
     }
     if !args.no_ort {
         match run_ort(cache, &args) {
@@ -157,13 +175,15 @@ fn print_table(rows: &[Row], args: &BenchArgs) {
     let fmt = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
     println!("device: {:?}, median of {} runs; RTF = synthesis seconds / audio seconds (lower is faster)", args.device, args.repeats);
     println!();
-    println!("| utterance | audio s | kokoro-burn RTF | ORT int8 RTF | ORT f32 RTF | ratio to ORT int8 | ratio to ORT f32 |");
-    println!("|---|---|---|---|---|---|---|");
+    let conv_column = if args.compare_kernels { " burn's ops RTF |" } else { "" };
+    println!("| utterance | audio s | kokoro-burn RTF |{conv_column} ORT int8 RTF | ORT f32 RTF | ratio to ORT int8 | ratio to ORT f32 |");
+    println!("|---|---|---|{}---|---|---|---|", if args.compare_kernels { "---|" } else { "" });
     for r in rows {
         let ours = r.ours.as_secs_f64() / r.audio_seconds;
         let ratio = |o: Option<f64>| o.map(|v| format!("{:.2}", ours / v)).unwrap_or_else(|| "-".into());
+        let burn = r.burn_conv.map(|d| format!(" {:.3} |", d.as_secs_f64() / r.audio_seconds)).unwrap_or_default();
         println!(
-            "| {} | {:.2} | {:.3} | {} | {} | {} | {} |",
+            "| {} | {:.2} | {:.3} |{burn} {} | {} | {} | {} |",
             r.name, r.audio_seconds, ours, fmt(r.ort_int8), fmt(r.ort_f32), ratio(r.ort_int8), ratio(r.ort_f32)
         );
     }

@@ -9,6 +9,7 @@ mod bench_engine;
 mod device;
 mod fetch;
 mod load;
+mod malloc;
 mod say;
 mod serve;
 mod text;
@@ -79,6 +80,7 @@ enum StoragePrecision {
 }
 
 fn main() -> ExitCode {
+    malloc::tune();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::TimeMask;
+use super::conv::{f32_values, kernels_take, snake};
 
 /// Epsilon of both normalisations (PyTorch's default for InstanceNorm1d and layer_norm).
 const EPS: f64 = 1e-5;
@@ -74,6 +75,34 @@ impl AdaIn1d {
                 m.apply((gamma + 1.0) * normed + beta)
             }
         }
+    }
+}
+
+impl AdaIn1d {
+    /// `snake(self.forward_masked(x, style, mask), alpha)`: on the CPU backend one fused kernel
+    /// (kokoro-kernels' `adain_snake`: statistics, then one write per row), elsewhere the tensor
+    /// ops.
+    ///
+    /// # Shapes
+    /// - x: `[batch, channels, time]`
+    /// - style: `[batch, style_dim]`
+    /// - alpha: `[1, channels, 1]`
+    /// - output: `[batch, channels, time]`
+    pub fn forward_snake(&self, x: Tensor<3>, style: Tensor<2>, alpha: Tensor<3>, mask: Option<&TimeMask>) -> Tensor<3> {
+        if !kernels_take(&x) {
+            return snake(self.forward_masked(x, style, mask), alpha);
+        }
+        let device = x.device();
+        let [batch, channels, time] = x.dims();
+        let h = f32_values(self.fc.forward(style)); // [batch, 2 * channels]: gamma | beta
+        let scale: Vec<f32> = (0..batch * channels).map(|i| 1.0 + h[(i / channels) * 2 * channels + i % channels]).collect();
+        let shift: Vec<f32> = (0..batch * channels).map(|i| h[(i / channels) * 2 * channels + channels + i % channels]).collect();
+        let alpha = f32_values(alpha);
+        let shape = kokoro_kernels::AdaInShape { batch, channels, time };
+        let lengths = mask.map(|m| m.lengths.as_slice());
+        let out = kokoro_kernels::adain_snake(&f32_values(x), shape, &scale, &shift, Some(&alpha), lengths, EPS)
+            .expect("a module's shapes and a TimeMask's lengths");
+        Tensor::from_data(burn::tensor::TensorData::new(out, [batch, channels, time]), &device)
     }
 }
 

@@ -9,7 +9,7 @@ use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 use super::adain::{AdaIn1d, AdaIn1dConfig};
-use super::conv::{conv1d, conv_transpose1d, upsample_nearest2};
+use super::conv::{conv1d, conv1d_forward, conv_transpose1d, upsample_nearest2};
 use super::{TimeMask, masked};
 
 /// Configuration of an [`AdainResBlk1d`].
@@ -90,13 +90,13 @@ impl AdainResBlk1d {
             // as in the unbatched pass. Its bias is then masked.
             r = masked(pool.forward(r), out_mask);
         }
-        r = masked(self.conv1.forward(r), out_mask);
+        r = masked(conv1d_forward(&self.conv1, r), out_mask);
         r = leaky_relu(self.norm2.forward_masked(r, style, out_mask), 0.2);
-        r = masked(self.conv2.forward(r), out_mask);
+        r = masked(conv1d_forward(&self.conv2, r), out_mask);
         // shortcut: nearest upsampling and the bias-free 1x1 conv keep zeros at zero.
         let mut sc = if self.pool.is_some() { upsample_nearest2(x) } else { x };
         if let Some(conv) = &self.conv1x1 {
-            sc = conv.forward(sc);
+            sc = conv1d_forward(conv, sc);
         }
         (r + sc) * std::f32::consts::FRAC_1_SQRT_2
     }

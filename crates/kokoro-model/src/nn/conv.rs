@@ -1,8 +1,11 @@
 //! Small constructors for the PyTorch-style convolutions Kokoro uses everywhere.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::nn::PaddingConfig1d;
 use burn::nn::conv::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use kokoro_kernels::{Conv1dShape, Isa};
 
 /// `nn.Conv1d(c_in, c_out, kernel, stride, padding, dilation)` with a bias.
 pub fn conv1d(c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize, dilation: usize, device: &Device) -> Conv1d {
@@ -30,6 +33,77 @@ pub fn conv_transpose1d(
         .with_padding_out(output_padding)
         .with_groups(groups)
         .init(device)
+}
+
+/// Which implementation runs the generator's hot loops (its convolutions and AdaIN -> Snake
+/// pairs) on the CPU backend (burn-flex).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CpuKernels {
+    /// kokoro-kernels: the direct convolution (AVX-512 or AVX2 + FMA micro-kernels) and the
+    /// fused AdaIN + Snake, where the CPU has one of those micro-kernels; burn's ops otherwise.
+    #[default]
+    Kokoro,
+    /// burn-flex's own ops everywhere (the reference, and `kokoro bench --compare-kernels`).
+    Burn,
+}
+
+static BURN_KERNELS: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the CPU kernels for the whole process (a property of the machine, not of one model).
+pub fn set_cpu_kernels(choice: CpuKernels) {
+    BURN_KERNELS.store(choice == CpuKernels::Burn, Ordering::Relaxed);
+}
+
+/// The CPU kernels in use.
+pub fn cpu_kernels() -> CpuKernels {
+    if BURN_KERNELS.load(Ordering::Relaxed) { CpuKernels::Burn } else { CpuKernels::Kokoro }
+}
+
+/// Whether kokoro-kernels take this tensor: float32 on the CPU backend, kernels chosen, and a
+/// CPU with a vector micro-kernel (the portable one is slower than burn-flex, so wasm and other
+/// architectures keep burn's ops).
+pub(crate) fn kernels_take(x: &Tensor<3>) -> bool {
+    cpu_kernels() == CpuKernels::Kokoro
+        && x.dtype() == DType::F32
+        && kokoro_kernels::detected_isa() != Isa::Portable
+        && x.device() == Device::flex()
+}
+
+/// A float32 tensor's values (moved out without a copy when it is uniquely owned).
+pub(crate) fn f32_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data().try_into_vec::<f32>().expect("kernels_take checked float32")
+}
+
+/// `conv.forward(x)`, through kokoro-kernels' direct convolution when [`kernels_take`] the input
+/// and the convolution has stride 1, one group and symmetric padding
+/// (every convolution of the generator); burn's general path otherwise (the GPU, the browser,
+/// strided convolutions).
+///
+/// On burn-flex, `into_data` of a uniquely owned contiguous tensor and `from_data` of a `Vec`
+/// move the buffer without copying; the weights are copied and packed per call, about 1 % of
+/// the convolution's own time at these sizes.
+///
+/// # Shapes
+/// - x: `[batch, c_in, time]`
+/// - output: `[batch, c_out, time_out]`
+pub fn conv1d_forward(conv: &Conv1d, x: Tensor<3>) -> Tensor<3> {
+    let device = x.device();
+    let padding = match conv.padding {
+        PaddingConfig1d::Explicit(left, right) if left == right => left,
+        _ => return conv.forward(x),
+    };
+    let [batch, c_in, t_in] = x.dims();
+    let [c_out, w_in, kernel] = conv.weight.dims();
+    let shape = Conv1dShape { batch, c_in, c_out, t_in, kernel, padding, dilation: conv.dilation };
+    let applies = conv.stride == 1 && conv.groups == 1 && w_in == c_in && shape.t_out().is_some() && kernels_take(&x);
+    let Some(t_out) = shape.t_out().filter(|_| applies) else {
+        return conv.forward(x);
+    };
+    let input = f32_values(x);
+    let weight = f32_values(conv.weight.val());
+    let bias = conv.bias.as_ref().map(|b| f32_values(b.val()));
+    let output = kokoro_kernels::conv1d(&input, &weight, bias.as_deref(), shape).expect("a conv module's shapes, checked above");
+    Tensor::from_data(TensorData::new(output, [batch, c_out, t_out]), &device)
 }
 
 /// `F.interpolate(x, scale_factor=2, mode='nearest')` on the last axis.

@@ -11,7 +11,7 @@ use burn::nn::conv::Conv1d;
 use burn::tensor::{Device, Tensor};
 
 use super::adain_resblk::{AdainResBlk1d, AdainResBlk1dConfig};
-use super::conv::conv1d;
+use super::conv::{conv1d, conv1d_forward};
 use super::generator::{Generator, GeneratorConfig, GeneratorOutput};
 use super::source::SourceNoise;
 use super::{TimeMask, masked};
@@ -117,7 +117,7 @@ impl Decoder {
             style.clone(),
             mask,
         );
-        let asr_res = masked(self.asr_res[0].forward(asr), mask);
+        let asr_res = masked(conv1d_forward(&self.asr_res[0], asr), mask);
         let mut mask = mask.cloned();
         let mut residual = true;
         for block in &self.decode {

@@ -10,7 +10,7 @@ use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 use super::adain::{AdaIn1d, AdaIn1dConfig};
-use super::conv::{conv1d, conv_transpose1d, snake};
+use super::conv::{conv1d, conv1d_forward, conv_transpose1d};
 use super::source::{SourceModule, SourceModuleConfig, SourceNoise};
 use super::stft::Stft;
 use super::{TimeMask, masked};
@@ -70,10 +70,10 @@ impl AdaInResBlock1 {
     /// (AdaIN masks its output, Snake maps 0 to 0, each conv's bias is masked).
     pub fn forward_masked(&self, mut x: Tensor<3>, style: Tensor<2>, mask: Option<&TimeMask>) -> Tensor<3> {
         for i in 0..self.convs1.len() {
-            let mut xt = snake(self.adain1[i].forward_masked(x.clone(), style.clone(), mask), self.alpha1[i].val());
-            xt = masked(self.convs1[i].forward(xt), mask);
-            xt = snake(self.adain2[i].forward_masked(xt, style.clone(), mask), self.alpha2[i].val());
-            x = masked(self.convs2[i].forward(xt), mask) + x;
+            let mut xt = self.adain1[i].forward_snake(x.clone(), style.clone(), self.alpha1[i].val(), mask);
+            xt = masked(conv1d_forward(&self.convs1[i], xt), mask);
+            xt = self.adain2[i].forward_snake(xt, style.clone(), self.alpha2[i].val(), mask);
+            x = masked(conv1d_forward(&self.convs2[i], xt), mask) + x;
         }
         x
     }
@@ -268,7 +268,7 @@ impl Generator {
                 let [b, c, _] = x.dims();
                 x = Tensor::cat(vec![x.clone().slice([0..b, 0..c, 1..2]), x], 2);
             }
-            let source = masked(self.noise_convs[i].forward(har.clone()), stage_mask.as_ref());
+            let source = masked(conv1d_forward(&self.noise_convs[i], har.clone()), stage_mask.as_ref());
             let x_source = self.noise_res[i].forward_masked(source, style.clone(), stage_mask.as_ref());
             x = x + x_source;
             let blocks = &self.resblocks[i * self.num_kernels..(i + 1) * self.num_kernels];
@@ -280,7 +280,7 @@ impl Generator {
             x = sum / self.num_kernels as f64;
         }
         // F.leaky_relu's default slope is 0.01.
-        self.conv_post.forward(leaky_relu(x, 0.01))
+        conv1d_forward(&self.conv_post, leaky_relu(x, 0.01))
     }
 
     /// 3. Spectrum -> audio: `[b, hop * (frames - 1)]`.

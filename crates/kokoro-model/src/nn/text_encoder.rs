@@ -11,7 +11,7 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Int, Tensor};
 
-use super::conv::conv1d;
+use super::conv::{conv1d, conv1d_forward};
 use super::lstm::{BiLstm, BiLstmConfig};
 use super::{TimeMask, masked};
 
@@ -83,7 +83,7 @@ impl TextEncoder {
     pub fn forward_masked(&self, input_ids: Tensor<2, Int>, mask: Option<&TimeMask>) -> Tensor<3> {
         let mut x = masked(self.embedding.forward(input_ids).swap_dims(1, 2), mask); // [b, c, t]
         for block in &self.cnn {
-            x = block.conv.forward(x);
+            x = conv1d_forward(&block.conv, x);
             x = block.norm.forward(x.swap_dims(1, 2)).swap_dims(1, 2);
             // LayerNorm and LeakyReLU act per token; one mask before the next conv suffices.
             x = masked(leaky_relu(x, 0.2), mask);
