@@ -25,7 +25,13 @@ pub fn tune() {
     // SAFETY: mallopt only changes allocator parameters; it is called from main before any
     // other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM);
+        // glibc before 2.35 or so refuses thresholds above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit);
+        // then take that largest value it accepts. If both are refused, leave glibc as it was:
+        // setting the trim threshold alone would freeze the dynamic mmap threshold at 128 KiB.
+        let accepted = libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            || libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1;
+        if accepted {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM);
+        }
     }
 }

@@ -68,7 +68,8 @@ pub fn adain_snake(
         let var = valid.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len as f64;
         let gain = scale[index] as f64 / (var + eps).sqrt();
         // y = gain * x + offset, in f32 like the tensor version's arithmetic.
-        let (gain, offset) = (gain as f32, (shift[index] as f64 - gain * mean) as f32);
+        let gain = gain as f32;
+        let offset = (shift[index] as f64 - gain as f64 * mean) as f32;
         let dst = &mut dst[..len];
         match alpha.map(|a| a[c]) {
             Some(a) => {

@@ -22,7 +22,7 @@ impl Conv1dShape {
     /// `t_in + 2 * padding - dilation * (kernel - 1)`, or `None` when the kernel does not fit.
     pub fn t_out(&self) -> Option<usize> {
         let span = self.dilation.checked_mul(self.kernel.checked_sub(1)?)?;
-        (self.t_in + 2 * self.padding).checked_sub(span).filter(|&t| t > 0)
+        self.t_in.checked_add(self.padding.checked_mul(2)?)?.checked_sub(span).filter(|&t| t > 0)
     }
 }
 
@@ -35,12 +35,14 @@ pub enum Conv1dError {
     KernelTooLong { kernel: usize, dilation: usize, t_in: usize, padding: usize },
     #[error("conv1d: every size must be at least 1, got {0:?}")]
     Empty(Conv1dShape),
+    #[error("conv1d: the buffers of {0:?} would not fit in memory's address space")]
+    TooLarge(Conv1dShape),
 }
 
 /// The micro-kernel family a call runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
-    /// 8 output channels x 48 steps, 24 zmm accumulators, FMA.
+    /// 4 output channels x 96 steps, 24 zmm accumulators, FMA.
     Avx512,
     /// 4 output channels x 24 steps, 12 ymm accumulators, FMA.
     Avx2Fma,
@@ -103,14 +105,26 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
         return Err(Conv1dError::Empty(s));
     }
     let t_out = s.t_out().ok_or(Conv1dError::KernelTooLong { kernel: s.kernel, dilation: s.dilation, t_in: s.t_in, padding: s.padding })?;
+    let isa = if isa.available() { isa } else { Isa::Portable };
+    let (mr, nr) = isa.tile();
+    // Every size below is computed unchecked afterwards: check the largest of each once here
+    // (a wrapped product would under-allocate the buffers the micro-kernels write through).
+    let fits = || -> Option<()> {
+        let span = s.dilation.checked_mul(s.kernel - 1)?;
+        let tp = t_out.div_ceil(nr).checked_mul(nr)?.checked_add(span)?;
+        s.batch.checked_mul(s.c_in)?.checked_mul(s.t_in)?;
+        s.batch.checked_mul(s.c_out)?.checked_mul(t_out)?;
+        s.c_in.checked_mul(tp)?.checked_mul(4)?;
+        s.c_out.div_ceil(mr).checked_mul(mr)?.checked_mul(s.c_in)?.checked_mul(s.kernel)?.checked_mul(4)?;
+        Some(())
+    };
+    fits().ok_or(Conv1dError::TooLarge(s))?;
     let check = |what, got: usize, want: usize| if got == want { Ok(()) } else { Err(Conv1dError::Length { what, got, want, shape: s }) };
     check("input", input.len(), s.batch * s.c_in * s.t_in)?;
     check("weight", weight.len(), s.c_out * s.c_in * s.kernel)?;
     if let Some(bias) = bias {
         check("bias", bias.len(), s.c_out)?;
     }
-    let isa = if isa.available() { isa } else { Isa::Portable };
-    let (mr, nr) = isa.tile();
 
     // Weight panels: [c_out / MR][c_in][kernel][MR], the panel's channels innermost so the
     // micro-kernel reads one contiguous run of MR weights per (channel, tap). Missing channels
@@ -303,8 +317,8 @@ mod x86 {
     use super::{Isa, Tile};
     use std::arch::x86_64::*;
 
-    /// AVX-512: 8 channels x 48 steps (3 zmm per channel) = 24 accumulators; per (channel,
-    /// tap) 3 input loads and 8 broadcast weights feed 24 FMAs.
+    /// AVX-512: 4 channels x 96 steps (6 zmm per channel) = 24 accumulators; per (channel,
+    /// tap) 6 input loads and 4 broadcast weights feed 24 FMAs.
     ///
     /// # Safety
     /// The CPU has AVX-512F; see [`super::Job::run`] for the pointers.
@@ -466,5 +480,10 @@ mod tests {
         assert!(matches!(conv1d(&[0.0; 8], &[0.0; 44], None, long), Err(Conv1dError::KernelTooLong { .. })));
         let empty = Conv1dShape { c_in: 0, ..s };
         assert!(matches!(conv1d(&[], &[], None, empty), Err(Conv1dError::Empty(_))));
+        // Sizes whose products wrap are refused before anything is allocated.
+        let huge = Conv1dShape { batch: usize::MAX / 2, c_out: 4, ..s };
+        assert!(matches!(conv1d(&[0.0; 8], &[0.0; 24], None, huge), Err(Conv1dError::TooLarge(_))));
+        let wide = Conv1dShape { padding: usize::MAX / 2 + 1, ..s };
+        assert!(matches!(conv1d(&[0.0; 8], &[0.0; 12], None, wide), Err(Conv1dError::KernelTooLong { .. })));
     }
 }

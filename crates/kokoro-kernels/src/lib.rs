@@ -9,7 +9,7 @@
 //!   im2col buffer);
 //! - weights are packed per call into micro-panels of `MR` output channels, which is ~1 % of the
 //!   convolution's own work for these sizes;
-//! - a register-blocked micro-kernel (AVX-512: 8 channels x 48 steps in 24 registers; AVX2 + FMA:
+//! - a register-blocked micro-kernel (AVX-512: 4 channels x 96 steps in 24 registers; AVX2 + FMA:
 //!   4 x 24) accumulates over input channels and taps with the bias already in its registers;
 //! - time tiles sized to keep one tile's input in L2 are the unit of threading (rayon), one level
 //!   only: the micro-kernels themselves are single-threaded.

@@ -95,7 +95,16 @@ pub fn conv1d_forward(conv: &Conv1d, x: Tensor<3>) -> Tensor<3> {
     let [batch, c_in, t_in] = x.dims();
     let [c_out, w_in, kernel] = conv.weight.dims();
     let shape = Conv1dShape { batch, c_in, c_out, t_in, kernel, padding, dilation: conv.dilation };
-    let applies = conv.stride == 1 && conv.groups == 1 && w_in == c_in && shape.t_out().is_some() && kernels_take(&x);
+    // Everything the kernel would refuse is checked before `x` is consumed.
+    let applies = conv.stride == 1
+        && conv.groups == 1
+        && w_in == c_in
+        && batch > 0
+        && t_in > 0
+        && shape.t_out().is_some()
+        && conv.weight.val().dtype() == DType::F32
+        && conv.bias.as_ref().is_none_or(|b| b.val().dtype() == DType::F32)
+        && kernels_take(&x);
     let Some(t_out) = shape.t_out().filter(|_| applies) else {
         return conv.forward(x);
     };
