@@ -35,6 +35,8 @@ pub struct BenchArgs {
     /// Backend for kokoro-burn.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     device: DeviceChoice,
+    #[command(flatten)]
+    precision: crate::device::PrecisionArg,
     /// Timed runs per utterance (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
@@ -51,6 +53,10 @@ pub struct BenchArgs {
     /// "before" of the CPU kernels, in the same run): one more RTF column.
     #[arg(long)]
     compare_kernels: bool,
+    /// With `--precision int8`: also time each utterance with the float32 kernels, in the same
+    /// run (one more RTF column).
+    #[arg(long)]
+    compare_precision: bool,
     /// Benchmark the engine's scheduler instead: throughput for concurrent clients with batching
     /// off and on, time to first audio during a bulk job with priorities on and off, peak memory.
     #[arg(long)]
@@ -73,8 +79,22 @@ struct Row {
     stages: StageTimings,
     ort_int8: Option<f64>,
     ort_f32: Option<f64>,
-    /// Median total with burn's ops (`--compare-kernels`).
-    burn_conv: Option<Duration>,
+    /// Median totals of the comparison runs (`--compare-precision`, `--compare-kernels`), in
+    /// the order of [`comparisons`].
+    compared: Vec<Duration>,
+}
+
+/// The other configurations each utterance is also timed with: (column, kernels, precision).
+fn comparisons(args: &BenchArgs) -> Vec<(&'static str, kokoro_model::CpuKernels, kokoro_model::ComputePrecision)> {
+    use kokoro_model::{ComputePrecision, CpuKernels};
+    let mut list = Vec::new();
+    if args.compare_precision && args.precision.precision() != ComputePrecision::F32 {
+        list.push(("f32 kernels RTF", CpuKernels::Kokoro, ComputePrecision::F32));
+    }
+    if args.compare_kernels {
+        list.push(("burn's ops RTF", CpuKernels::Burn, ComputePrecision::F32));
+    }
+    list
 }
 
 pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
@@ -86,6 +106,7 @@ pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
     }
     let weights = args.weights.clone().unwrap_or_else(|| cache.canonical());
     let (device, backend) = args.device.open()?;
+    args.precision.apply(backend)?;
     let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
     let store = kokoro_voice::DirStore { dir: cache.voices() };
     let engine = Engine::new(kokoro, device, backend, store, 1 << 20);
@@ -105,17 +126,18 @@ pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
         };
         let (audio_seconds, ids, median) = median_of_runs()?;
         eprintln!("{name}: {ids} ids, {audio_seconds:.2} s audio, median {:.3} s", median.total.as_secs_f64());
-        let burn_conv = if args.compare_kernels {
-            kokoro_model::set_cpu_kernels(kokoro_model::CpuKernels::Burn);
-            let burn = median_of_runs();
+        let mut compared = Vec::new();
+        for (column, kernels, precision) in comparisons(&args) {
+            kokoro_model::set_cpu_kernels(kernels);
+            kokoro_model::set_compute_precision(precision);
+            let run = median_of_runs();
             kokoro_model::set_cpu_kernels(kokoro_model::CpuKernels::Kokoro);
-            let total = burn?.2.total;
-            eprintln!("{name}: with burn's ops, median {:.3} s", total.as_secs_f64());
-            Some(total)
-        } else {
-            None
-        };
-        rows.push(Row { name, audio_seconds, ours: median.total, stages: median, ort_int8: None, ort_f32: None, burn_conv });
+            kokoro_model::set_compute_precision(args.precision.precision());
+            let total = run?.2.total;
+            eprintln!("{name}: {column}, median {:.3} s", total.as_secs_f64());
+            compared.push(total);
+        }
+        rows.push(Row { name, audio_seconds, ours: median.total, stages: median, ort_int8: None, ort_f32: None, compared });
     }
     if !args.no_ort {
         match run_ort(cache, &args) {
@@ -173,15 +195,21 @@ fn parse_ort_line(line: &str) -> Result<(String, String, f64)> {
 
 fn print_table(rows: &[Row], args: &BenchArgs) {
     let fmt = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-    println!("device: {:?}, median of {} runs; RTF = synthesis seconds / audio seconds (lower is faster)", args.device, args.repeats);
+    println!(
+        "device: {:?}, precision {}, median of {} runs; RTF = synthesis seconds / audio seconds (lower is faster)",
+        args.device,
+        args.precision.precision().as_str(),
+        args.repeats
+    );
     println!();
-    let conv_column = if args.compare_kernels { " burn's ops RTF |" } else { "" };
-    println!("| utterance | audio s | kokoro-burn RTF |{conv_column} ORT int8 RTF | ORT f32 RTF | ratio to ORT int8 | ratio to ORT f32 |");
-    println!("|---|---|---|{}---|---|---|---|", if args.compare_kernels { "---|" } else { "" });
+    let columns = comparisons(args);
+    let extra: String = columns.iter().map(|(column, ..)| format!(" {column} |")).collect();
+    println!("| utterance | audio s | kokoro-burn RTF |{extra} ORT int8 RTF | ORT f32 RTF | ratio to ORT int8 | ratio to ORT f32 |");
+    println!("|---|---|---|{}---|---|---|---|", "---|".repeat(columns.len()));
     for r in rows {
         let ours = r.ours.as_secs_f64() / r.audio_seconds;
         let ratio = |o: Option<f64>| o.map(|v| format!("{:.2}", ours / v)).unwrap_or_else(|| "-".into());
-        let burn = r.burn_conv.map(|d| format!(" {:.3} |", d.as_secs_f64() / r.audio_seconds)).unwrap_or_default();
+        let burn: String = r.compared.iter().map(|d| format!(" {:.3} |", d.as_secs_f64() / r.audio_seconds)).collect();
         println!(
             "| {} | {:.2} | {:.3} |{burn} {} | {} | {} | {} |",
             r.name, r.audio_seconds, ours, fmt(r.ort_int8), fmt(r.ort_f32), ratio(r.ort_int8), ratio(r.ort_f32)

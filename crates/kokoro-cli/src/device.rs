@@ -65,3 +65,33 @@ fn hardware_gpu() -> Option<Device> {
 fn wgpu_device() -> Result<Device> {
     bail!("this build has no wgpu backend; rebuild with `--features wgpu`")
 }
+
+/// `--precision`: the arithmetic of the generator's resblock convolutions on the CPU backend.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct PrecisionArg {
+    /// Precision of the generator's resblock convolutions (~95 % of the model's FLOPs) on the
+    /// CPU: f32 (the reference) or int8 (AVX512_VNNI; faster, fidelity in docs/validation.md).
+    /// Default: $KOKORO_PRECISION, else f32.
+    #[arg(long, env = "KOKORO_PRECISION", default_value = "f32")]
+    precision: kokoro_model::ComputePrecision,
+}
+
+impl PrecisionArg {
+    /// Sets the precision for this process, or refuses one the machine or backend lacks.
+    pub fn apply(self, backend: Backend) -> Result<()> {
+        use kokoro_model::ComputePrecision;
+        let unavailable = |needs| crate::say::InputError::PrecisionUnavailable { precision: self.precision.as_str(), needs };
+        match self.precision {
+            ComputePrecision::F32 => {}
+            ComputePrecision::Int8 if backend != Backend::Cpu => return Err(unavailable("the CPU backend (--device cpu)").into()),
+            ComputePrecision::Int8 if !self.precision.available() => return Err(unavailable("a CPU with AVX512_VNNI").into()),
+            ComputePrecision::Int8 => {}
+        }
+        kokoro_model::set_compute_precision(self.precision);
+        Ok(())
+    }
+
+    pub fn precision(self) -> kokoro_model::ComputePrecision {
+        self.precision
+    }
+}

@@ -32,9 +32,16 @@ pub fn weights_path(cache: &Cache, weights: Option<&PathBuf>) -> Result<PathBuf>
 }
 
 /// Loads the weights on `device` and returns the engine and the load time.
-pub fn engine(cache: &Cache, weights: Option<&PathBuf>, device: DeviceChoice, voices: &VoiceSource) -> Result<(Engine<SourceStore>, Duration)> {
+pub fn engine(
+    cache: &Cache,
+    weights: Option<&PathBuf>,
+    device: DeviceChoice,
+    precision: crate::device::PrecisionArg,
+    voices: &VoiceSource,
+) -> Result<(Engine<SourceStore>, Duration)> {
     let weights = weights_path(cache, weights)?;
     let (device, backend) = device.open()?;
+    precision.apply(backend)?;
     let start = Instant::now();
     let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
     let load = start.elapsed();

@@ -39,6 +39,8 @@ pub struct SayArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    #[command(flatten)]
+    precision: crate::device::PrecisionArg,
     /// Zero the harmonic source's noise (reproducible output, as the ONNX export computes).
     #[arg(long)]
     deterministic: bool,
@@ -71,6 +73,9 @@ pub enum InputError {
     /// Occurs when --lang is not a supported dialect.
     #[error("unknown language {0:?}: use en-us or en-gb")]
     UnknownLanguage(String),
+    /// Occurs when --precision asks for arithmetic this machine or backend does not have.
+    #[error("--precision {precision} needs {needs}")]
+    PrecisionUnavailable { precision: &'static str, needs: &'static str },
 }
 
 #[derive(Serialize)]
@@ -116,7 +121,7 @@ struct Seconds {
 }
 
 pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
-    let (engine, load) = crate::load::engine(cache, args.weights.as_ref(), args.device, &args.voice_source)?;
+    let (engine, load) = crate::load::engine(cache, args.weights.as_ref(), args.device, args.precision, &args.voice_source)?;
     let engine = std::sync::Arc::new(engine);
     let _usage = crate::load::save_usage(cache, &engine);
     let place = engine.store().place().display().to_string();

@@ -53,4 +53,4 @@ fn main() {
     }
 }
 
-const ISAS: [Isa; 3] = [Isa::Avx512, Isa::Avx2Fma, Isa::Portable];
+const ISAS: [Isa; 4] = [Isa::Avx512Vnni, Isa::Avx512, Isa::Avx2Fma, Isa::Portable];

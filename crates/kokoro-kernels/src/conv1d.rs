@@ -1,6 +1,7 @@
 //! Direct stride-1 conv1d: padded input read at tap offsets, packed weight panels, a
 //! register-blocked micro-kernel per ISA, time tiles as the unit of threading.
 
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 /// Sizes of one [`conv1d`] call. Stride is 1 and groups 1 (every convolution in Kokoro's
@@ -37,6 +38,8 @@ pub enum Conv1dError {
     Empty(Conv1dShape),
     #[error("conv1d: the buffers of {0:?} would not fit in memory's address space")]
     TooLarge(Conv1dShape),
+    #[error("conv1d: int8 sums over {c_in} channels x {kernel} taps could overflow int32 (at most {MAX_INT8_TERMS} terms)")]
+    Int8TooLong { c_in: usize, kernel: usize },
 }
 
 /// The micro-kernel family a call runs on.
@@ -48,13 +51,19 @@ pub enum Isa {
     Avx2Fma,
     /// 4 x 16 in plain arrays, vectorised by LLVM for the target (SIMD128 in wasm, NEON on arm).
     Portable,
+    /// AVX512_VNNI, **reduced precision (int8)**: weights quantised per output channel and the
+    /// input per batch item, both symmetric to 8 bits, multiplied and summed exactly in int32 by
+    /// `vpdpbusd` (four input channels per instruction lane), then scaled back to float32 with
+    /// the bias. 4 output channels x 96 steps like [`Isa::Avx512`]. Never chosen by
+    /// [`detected_isa`]: a caller opts in (`--precision int8`).
+    Avx512Vnni,
 }
 
 impl Isa {
     /// (output channels, time steps) of one micro-tile.
     const fn tile(self) -> (usize, usize) {
         match self {
-            Isa::Avx512 => (4, 96),
+            Isa::Avx512 | Isa::Avx512Vnni => (4, 96),
             Isa::Avx2Fma => (4, 24),
             Isa::Portable => (4, 16),
         }
@@ -67,18 +76,24 @@ impl Isa {
             Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vnni"),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx512 | Isa::Avx2Fma => false,
+            Isa::Avx512 | Isa::Avx2Fma | Isa::Avx512Vnni => false,
             Isa::Portable => true,
         }
     }
 }
 
-/// The best micro-kernel this machine runs, detected once.
+/// The best full-precision (float32) micro-kernel this machine runs, detected once.
 pub fn detected_isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| [Isa::Avx512, Isa::Avx2Fma].into_iter().find(|isa| isa.available()).unwrap_or(Isa::Portable))
 }
+
+/// The most products (input channels x taps) one int8 output sums: each is at most 255 x 127
+/// in magnitude, and the sum (with the +128 offset's correction) must stay inside int32.
+pub const MAX_INT8_TERMS: usize = 32_768;
 
 /// Time steps per thread task, in micro-tiles: large enough to amortise a task (a 128-channel,
 /// 11-tap tile is ~70 MFLOP), small enough that the input it reads (`c_in` rows of ~400 steps,
@@ -126,20 +141,50 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
         check("bias", bias.len(), s.c_out)?;
     }
 
-    // Weight panels: [c_out / MR][c_in][kernel][MR], the panel's channels innermost so the
-    // micro-kernel reads one contiguous run of MR weights per (channel, tap). Missing channels
+    // int8 packs four input channels per 32-bit word, the four bytes `vpdpbusd` multiplies and
+    // adds per lane: the micro-kernel then sees `rows` rows of words in place of `c_in` rows of
+    // floats, and the tiling is the same. The input is stored as u8 = q + 128 (vpdpbusd's
+    // unsigned operand); `offset` takes the +128 back out of each output channel's sum.
+    let int8 = isa == Isa::Avx512Vnni;
+    if int8 && s.c_in.saturating_mul(s.kernel) > MAX_INT8_TERMS {
+        return Err(Conv1dError::Int8TooLong { c_in: s.c_in, kernel: s.kernel });
+    }
+    let rows = if int8 { s.c_in.div_ceil(4) } else { s.c_in };
+
+    // Weight panels: [c_out / MR][rows][kernel][MR], the panel's channels innermost so the
+    // micro-kernel reads one contiguous run of MR weights per (row, tap). Missing channels
     // of the last panel are zero.
     let panels = s.c_out.div_ceil(mr);
-    let mut packed = vec![0f32; panels * s.c_in * s.kernel * mr];
+    let mut packed = vec![0f32; panels * rows * s.kernel * mr];
     let mut packed_bias = vec![0f32; panels * mr];
+    // int8 only, per output channel: the weights' scale, and -128 x the sum of its int8 weights.
+    let mut weight_scale = vec![0f32; if int8 { panels * mr } else { 0 }];
+    let mut offset = vec![0i32; if int8 { panels * mr } else { 0 }];
     for o in 0..s.c_out {
         let (p, r) = (o / mr, o % mr);
-        for c in 0..s.c_in {
-            for j in 0..s.kernel {
-                packed[((p * s.c_in + c) * s.kernel + j) * mr + r] = weight[(o * s.c_in + c) * s.kernel + j];
+        let w_o = &weight[o * s.c_in * s.kernel..(o + 1) * s.c_in * s.kernel];
+        let at = |row: usize, j: usize| ((p * rows + row) * s.kernel + j) * mr + r;
+        packed_bias[p * mr + r] = bias.map_or(0.0, |b| b[o]);
+        if int8 {
+            let scale = int8_scale(w_o);
+            let q = |c: usize, j: usize| if c < s.c_in { int8_quantize(w_o[c * s.kernel + j], 1.0 / scale) } else { 0 };
+            let mut sum = 0i32;
+            for row in 0..rows {
+                for j in 0..s.kernel {
+                    let bytes: [i32; 4] = std::array::from_fn(|k| q(4 * row + k, j));
+                    sum += bytes.iter().sum::<i32>();
+                    packed[at(row, j)] = f32::from_bits(u32::from_le_bytes(bytes.map(|b| b as i8 as u8)));
+                }
+            }
+            weight_scale[p * mr + r] = scale;
+            offset[p * mr + r] = -128 * sum;
+        } else {
+            for c in 0..s.c_in {
+                for j in 0..s.kernel {
+                    packed[at(c, j)] = w_o[c * s.kernel + j];
+                }
             }
         }
-        packed_bias[p * mr + r] = bias.map_or(0.0, |b| b[o]);
     }
 
     // The padded input of one batch item: zeros, the input, zeros up to whole micro-tiles, so
@@ -151,16 +196,34 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
     // and t_out columns), so the buffer is not zeroed first: that memset was ~4 % of the time.
     let total = s.batch * s.c_out * t_out;
     let mut output: Vec<f32> = Vec::with_capacity(total);
-    let mut padded: Vec<f32> = Vec::with_capacity(s.c_in * tp);
+    let mut padded: Vec<f32> = Vec::with_capacity(rows * tp);
     for b in 0..s.batch {
         padded.clear();
-        for c in 0..s.c_in {
-            // t_in + padding <= tp always: tp >= t_out + span = t_in + 2 * padding.
-            let src = &input[(b * s.c_in + c) * s.t_in..(b * s.c_in + c + 1) * s.t_in];
-            padded.resize(c * tp + s.padding, 0.0);
-            padded.extend_from_slice(src);
-            padded.resize((c + 1) * tp, 0.0);
+        let item = &input[b * s.c_in * s.t_in..(b + 1) * s.c_in * s.t_in];
+        let channel = |c: usize| &item[c * s.t_in..(c + 1) * s.t_in];
+        // One row of the padded input (t_in + padding <= tp always: tp >= t_out + span =
+        // t_in + 2 * padding); rows are filled in parallel, each slot written exactly once.
+        // int8 packs its input per task instead (Job::run), so it skips this.
+        let fill_row = |(row, dst): (usize, &mut [MaybeUninit<f32>])| {
+            let (head, rest) = dst.split_at_mut(s.padding);
+            let (values, tail) = rest.split_at_mut(s.t_in);
+            head.fill(MaybeUninit::new(0.0));
+            tail.fill(MaybeUninit::new(0.0));
+            for (slot, &x) in values.iter_mut().zip(channel(row)) {
+                slot.write(x);
+            }
+        };
+        let rows_to_fill = if int8 { 0 } else { rows };
+        let slots = &mut padded.spare_capacity_mut()[..rows_to_fill * tp];
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            slots.par_chunks_mut(tp).enumerate().for_each(fill_row);
         }
+        #[cfg(not(feature = "rayon"))]
+        slots.chunks_mut(tp).enumerate().for_each(fill_row);
+        // SAFETY: fill_row wrote every slot of every row.
+        unsafe { padded.set_len(rows_to_fill * tp) };
         // SAFETY: within the capacity reserved above; written before set_len below.
         let out = unsafe { output.as_mut_ptr().add(b * s.c_out * t_out) };
         let job = Job {
@@ -169,7 +232,14 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
             tp,
             packed: packed.as_ptr(),
             packed_bias: packed_bias.as_ptr(),
+            weight_scale: weight_scale.as_ptr(),
+            offset: offset.as_ptr(),
+            item: item.as_ptr(),
             c_in: s.c_in,
+            t_in: s.t_in,
+            padding: s.padding,
+            span,
+            rows,
             c_out: s.c_out,
             kernel: s.kernel,
             dilation: s.dilation,
@@ -191,6 +261,75 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
     Ok(output)
 }
 
+/// Quantises the padded positions `start..start + len` of one batch item (`[c_in, t_in]`, padded
+/// by `padding` zeros on each side) into int8 words: four channels' bytes (value + 128) per
+/// word, `c_in / 4` rows of `len` words, with one scale for the whole window.
+fn pack_int8_window(item: &[f32], c_in: usize, t_in: usize, padding: usize, start: usize, len: usize) -> (Vec<f32>, f32) {
+    // The input steps inside the window; the rest of it is padding (stored zero, 128).
+    let first = start.max(padding).min(padding + t_in) - padding;
+    let end = (start + len).max(padding).min(padding + t_in) - padding;
+    let channel = |c: usize| &item[c * t_in + first..c * t_in + end];
+    let largest = (0..c_in).map(|c| largest_magnitude(channel(c))).fold(0f32, f32::max);
+    let scale = scale_for(largest);
+    let inverse = 1.0 / scale;
+    let rows = c_in.div_ceil(4);
+    let mut words = vec![f32::from_bits(0x8080_8080); rows * len];
+    let at = first + padding - start;
+    for (row, words) in words.chunks_exact_mut(len).enumerate() {
+        let words = &mut words[at..at + (end - first)];
+        for k in 0..4usize.min(c_in - 4 * row) {
+            let keep = !(0xFF << (8 * k));
+            for (word, &x) in words.iter_mut().zip(channel(4 * row + k)) {
+                *word = f32::from_bits((word.to_bits() & keep) | int8_byte(x, inverse) << (8 * k));
+            }
+        }
+    }
+    (words, scale)
+}
+
+/// The largest magnitude in `values` (NaN ignored), in sixteen lanes so the loop vectorises.
+fn largest_magnitude(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = values.chunks_exact(16);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(x.abs());
+        }
+    }
+    tail.iter().chain(&lanes).fold(0f32, |m, &x| m.max(x.abs()))
+}
+
+/// The symmetric int8 scale for values up to `largest` in magnitude: `largest` maps to 127 (1
+/// when it is zero or not finite, so quantising never divides by zero).
+fn scale_for(largest: f32) -> f32 {
+    if largest > 0.0 && largest.is_finite() { largest / 127.0 } else { 1.0 }
+}
+
+/// The symmetric int8 scale of `values` (see [`scale_for`]).
+fn int8_scale(values: &[f32]) -> f32 {
+    scale_for(largest_magnitude(values))
+}
+
+/// `x / scale` rounded to the nearest integer (ties to even) in [-127, 127]; NaN gives 0.
+///
+/// Adding 1.5 x 2^23 rounds to an integer in the float's own (nearest-even) rounding, and
+/// leaves that integer in the low bits: plain float arithmetic that vectorises on any x86-64,
+/// where `round_ties_even` is a call to `rintf` without SSE4.1.
+#[inline(always)]
+fn int8_quantize(x: f32, inverse_scale: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    let v = x * inverse_scale;
+    let v = if v.is_nan() { 0.0 } else { v.clamp(-127.0, 127.0) };
+    (v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
+}
+
+/// The stored byte of `x` (its int8 value + 128, vpdpbusd's unsigned operand), in the low 8 bits.
+#[inline(always)]
+fn int8_byte(x: f32, inverse_scale: f32) -> u32 {
+    (int8_quantize(x, inverse_scale) + 128) as u32
+}
+
 /// A raw output pointer shared by the time-tile tasks.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
@@ -202,11 +341,24 @@ unsafe impl Sync for SendPtr {}
 /// One batch item's convolution, split into tasks of [`TILES_PER_TASK`] micro-tiles.
 struct Job {
     isa: Isa,
+    /// Padded input rows: one channel per row, or for [`Isa::Avx512Vnni`] four channels' bytes
+    /// per 32-bit word (stored in f32 slots, read as integers).
     padded: *const f32,
     tp: usize,
     packed: *const f32,
     packed_bias: *const f32,
+    /// int8 only (empty otherwise): per output channel, weight scale and integer offset.
+    weight_scale: *const f32,
+    offset: *const i32,
+    /// int8 only: the batch item's input `[c_in, t_in]`, which each task quantises and packs
+    /// for its own window of time (see [`Job::run`]).
+    item: *const f32,
     c_in: usize,
+    t_in: usize,
+    padding: usize,
+    span: usize,
+    /// Rows of `padded` (and of each weight panel).
+    rows: usize,
     c_out: usize,
     kernel: usize,
     dilation: usize,
@@ -221,16 +373,35 @@ impl Job {
     fn run(&self, task: usize) {
         let (mr, nr) = self.isa.tile();
         let first = task * TILES_PER_TASK;
-        for block in first..(first + TILES_PER_TASK).min(self.blocks) {
+        let last = (first + TILES_PER_TASK).min(self.blocks);
+        // int8: this task's window of the padded input, quantised with its own scale. A scale
+        // per window of ~800 steps (not one per batch item) keeps quiet stretches of audio from
+        // being quantised at the loud parts' step; it is the finest that still factors out of
+        // every output's sum (all of a tile's outputs read inside one window).
+        let window = (self.isa == Isa::Avx512Vnni).then(|| {
+            let start = first * nr;
+            let len = (last - first) * nr + self.span;
+            // SAFETY: `item` is the batch item's c_in x t_in input, alive for the job.
+            let item = unsafe { std::slice::from_raw_parts(self.item, self.c_in * self.t_in) };
+            (start, len, pack_int8_window(item, self.c_in, self.t_in, self.padding, start, len))
+        });
+        for block in first..last {
             let t0 = block * nr;
+            let (x, x_stride, input_scale) = match &window {
+                Some((start, len, (words, scale))) => (unsafe { words.as_ptr().add(t0 - start) }, *len, *scale),
+                None => (unsafe { self.padded.add(t0) }, self.tp, 1.0),
+            };
             for panel in 0..self.c_out.div_ceil(mr) {
                 let o0 = panel * mr;
                 let tile = Tile {
-                    x: unsafe { self.padded.add(t0) },
-                    x_stride: self.tp,
-                    w: unsafe { self.packed.add(panel * self.c_in * self.kernel * mr) },
+                    x,
+                    x_stride,
+                    w: unsafe { self.packed.add(panel * self.rows * self.kernel * mr) },
                     bias: unsafe { self.packed_bias.add(o0) },
-                    c_in: self.c_in,
+                    weight_scale: self.weight_scale.wrapping_add(o0),
+                    offset: self.offset.wrapping_add(o0),
+                    input_scale,
+                    rows_in: self.rows,
                     kernel: self.kernel,
                     dilation: self.dilation,
                     out: unsafe { self.out.0.add(o0 * self.t_out + t0) },
@@ -247,6 +418,8 @@ impl Job {
                         Isa::Avx512 => x86::tile_avx512(&tile),
                         #[cfg(target_arch = "x86_64")]
                         Isa::Avx2Fma => x86::tile_avx2(&tile),
+                        #[cfg(target_arch = "x86_64")]
+                        Isa::Avx512Vnni => x86::tile_avx512_vnni(&tile),
                         _ => tile_portable(&tile),
                     }
                 }
@@ -260,11 +433,16 @@ struct Tile {
     /// The padded input at this tile's first step, channel 0.
     x: *const f32,
     x_stride: usize,
-    /// This panel's packed weights, `[c_in][kernel][MR]`.
+    /// This panel's packed weights, `[rows_in][kernel][MR]`.
     w: *const f32,
     /// This panel's MR biases.
     bias: *const f32,
-    c_in: usize,
+    /// int8 only: this panel's MR weight scales and offsets, and the input's scale.
+    weight_scale: *const f32,
+    offset: *const i32,
+    input_scale: f32,
+    /// Input rows: channels, or groups of four for int8.
+    rows_in: usize,
     kernel: usize,
     dilation: usize,
     out: *mut f32,
@@ -298,7 +476,7 @@ unsafe fn tile_portable(t: &Tile) {
     for (r, row) in acc.iter_mut().enumerate() {
         *row = [unsafe { *t.bias.add(r) }; NR];
     }
-    for c in 0..t.c_in {
+    for c in 0..t.rows_in {
         for j in 0..t.kernel {
             let x: &[f32; NR] = unsafe { &*(t.x.add(c * t.x_stride + j * t.dilation) as *const [f32; NR]) };
             let w: &[f32; MR] = unsafe { &*(t.w.add((c * t.kernel + j) * MR) as *const [f32; MR]) };
@@ -331,7 +509,7 @@ mod x86 {
         for (r, row) in acc.iter_mut().enumerate() {
             *row = [_mm512_set1_ps(unsafe { *t.bias.add(r) }); V];
         }
-        for c in 0..t.c_in {
+        for c in 0..t.rows_in {
             let x_row = unsafe { t.x.add(c * t.x_stride) };
             let w_row = unsafe { t.w.add(c * t.kernel * MR) };
             for j in 0..t.kernel {
@@ -346,6 +524,18 @@ mod x86 {
                 }
             }
         }
+        unsafe { store_avx512(t, &acc) };
+    }
+
+    /// Writes the 4 x 96 accumulators of the AVX-512 kernels, clipped to the tile.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; see [`super::Job::run`] for the pointers.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_avx512(t: &Tile, acc: &[[__m512; 6]; 4]) {
+        const MR: usize = Isa::Avx512.tile().0;
+        const NR: usize = Isa::Avx512.tile().1;
         if t.rows == MR && t.cols == NR {
             for (r, row) in acc.iter().enumerate() {
                 let out = unsafe { t.out.add(r * t.out_stride) };
@@ -364,6 +554,51 @@ mod x86 {
         }
     }
 
+    /// AVX512_VNNI int8: the AVX-512 tile with `vpdpbusd`, which multiplies four u8 x s8 pairs
+    /// per int32 lane and adds the four products to it. Each input word holds channels 4c..4c+3
+    /// at one step, each broadcast weight word the same four channels of one output channel and
+    /// tap: 6 loads and 4 broadcasts feed 24 instructions of 64 products each, four times the
+    /// products of the float32 kernel's 24 FMAs. The sums are exact; the one rounding is
+    /// `int32 -> float32` before the scale and bias are applied.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F and AVX512_VNNI; see [`super::Job::run`] for the pointers (words in
+    /// place of floats, `weight_scale` and `offset` valid for MR channels).
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) unsafe fn tile_avx512_vnni(t: &Tile) {
+        const MR: usize = Isa::Avx512Vnni.tile().0;
+        const NR: usize = Isa::Avx512Vnni.tile().1;
+        const V: usize = NR / 16;
+        let mut acc = [[_mm512_setzero_si512(); V]; MR];
+        for (r, row) in acc.iter_mut().enumerate() {
+            *row = [_mm512_set1_epi32(unsafe { *t.offset.add(r) }); V];
+        }
+        for c in 0..t.rows_in {
+            let x_row = unsafe { t.x.add(c * t.x_stride) } as *const i32;
+            let w_row = unsafe { t.w.add(c * t.kernel * MR) } as *const i32;
+            for j in 0..t.kernel {
+                let xs = unsafe { x_row.add(j * t.dilation) };
+                let x: [__m512i; V] = std::array::from_fn(|v| unsafe { _mm512_loadu_si512(xs.add(16 * v) as *const __m512i) });
+                let w = unsafe { w_row.add(j * MR) };
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let wr = _mm512_set1_epi32(unsafe { *w.add(r) });
+                    for v in 0..V {
+                        row[v] = _mm512_dpbusd_epi32(row[v], x[v], wr);
+                    }
+                }
+            }
+        }
+        let mut values = [[_mm512_setzero_ps(); V]; MR];
+        for (r, (out, sums)) in values.iter_mut().zip(&acc).enumerate() {
+            let scale = _mm512_set1_ps(unsafe { *t.weight_scale.add(r) } * t.input_scale);
+            let bias = _mm512_set1_ps(unsafe { *t.bias.add(r) });
+            for v in 0..V {
+                out[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[v]), scale, bias);
+            }
+        }
+        unsafe { store_avx512(t, &values) };
+    }
+
     /// AVX2 + FMA: 4 channels x 24 steps (3 ymm per channel) = 12 accumulators of 16 registers.
     ///
     /// # Safety
@@ -377,7 +612,7 @@ mod x86 {
         for (r, row) in acc.iter_mut().enumerate() {
             *row = [_mm256_set1_ps(unsafe { *t.bias.add(r) }); V];
         }
-        for c in 0..t.c_in {
+        for c in 0..t.rows_in {
             let x_row = unsafe { t.x.add(c * t.x_stride) };
             let w_row = unsafe { t.w.add(c * t.kernel * MR) };
             for j in 0..t.kernel {
@@ -468,6 +703,123 @@ mod tests {
             let want = reference(&x, &w, None, s);
             assert!(no_bias.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-5), "{s:?} without bias");
         }
+    }
+
+    /// The int8 convolution in f64 on dequantised values: weights with one scale per output
+    /// channel, the input with one scale per task window (what `Job::run` packs).
+    fn reference_int8(x: &[f32], w: &[f32], bias: &[f32], s: Conv1dShape) -> Vec<f32> {
+        let nr = Isa::Avx512Vnni.tile().1;
+        let t_out = s.t_out().unwrap();
+        let span = s.dilation * (s.kernel - 1);
+        let mut y = vec![0f32; s.batch * s.c_out * t_out];
+        for b in 0..s.batch {
+            let item = &x[b * s.c_in * s.t_in..(b + 1) * s.c_in * s.t_in];
+            for t in 0..t_out {
+                // The window of t's task, in padded positions, and its scale.
+                let start = t / (TILES_PER_TASK * nr) * TILES_PER_TASK * nr;
+                let end = (start + TILES_PER_TASK * nr + span).min(s.t_in + 2 * s.padding);
+                let inside = |p: usize| p >= s.padding && p - s.padding < s.t_in;
+                let largest = (0..s.c_in)
+                    .flat_map(|c| (start..end).filter(|&p| inside(p)).map(move |p| item[c * s.t_in + p - s.padding].abs()))
+                    .fold(0f32, f32::max);
+                let sx = scale_for(largest);
+                for o in 0..s.c_out {
+                    let wo = &w[o * s.c_in * s.kernel..(o + 1) * s.c_in * s.kernel];
+                    let sw = int8_scale(wo);
+                    let mut acc = bias[o] as f64;
+                    for c in 0..s.c_in {
+                        for j in 0..s.kernel {
+                            let p = t + j * s.dilation;
+                            if inside(p) {
+                                let xq = int8_quantize(item[c * s.t_in + p - s.padding], 1.0 / sx) as f64 * sx as f64;
+                                let wq = int8_quantize(wo[c * s.kernel + j], 1.0 / sw) as f64 * sw as f64;
+                                acc += xq * wq;
+                            }
+                        }
+                    }
+                    y[(b * s.c_out + o) * t_out + t] = acc as f32;
+                }
+            }
+        }
+        y
+    }
+
+    /// The int8 kernel computes the convolution of the dequantised input and weights exactly up
+    /// to float32 rounding, and is within the quantisation's error bound of the float32
+    /// convolution, per task window: a quiet stretch after a loud one keeps its own precision.
+    #[test]
+    fn int8_kernel_is_the_convolution_of_quantised_values() {
+        if !Isa::Avx512Vnni.available() {
+            eprintln!("skipped: this CPU has no AVX512_VNNI");
+            return;
+        }
+        let shapes = [
+            Conv1dShape { batch: 1, c_in: 3, c_out: 5, t_in: 7, kernel: 3, padding: 1, dilation: 1 },
+            Conv1dShape { batch: 2, c_in: 16, c_out: 12, t_in: 131, kernel: 7, padding: 9, dilation: 3 },
+            Conv1dShape { batch: 1, c_in: 9, c_out: 17, t_in: 3000, kernel: 11, padding: 25, dilation: 5 },
+            Conv1dShape { batch: 3, c_in: 1, c_out: 6, t_in: 30, kernel: 7, padding: 0, dilation: 2 },
+        ];
+        let window = TILES_PER_TASK * Isa::Avx512Vnni.tile().1;
+        for (i, s) in shapes.into_iter().enumerate() {
+            let mut x = values(s.batch * s.c_in * s.t_in, 1 + i as u64);
+            // Items of different magnitudes, and within an item a quiet stretch (1/1000) from
+            // the second task window on, so a scale shared across items or windows would show.
+            let loudness = |b: usize, t: usize| 10f32.powi(b as i32) * if t >= window + 100 { 1e-3 } else { 1.0 };
+            for (b, item) in x.chunks_mut(s.c_in * s.t_in).enumerate() {
+                for (n, v) in item.iter_mut().enumerate() {
+                    *v *= loudness(b, n % s.t_in);
+                }
+            }
+            let w = values(s.c_out * s.c_in * s.kernel, 100 + i as u64);
+            let bias = values(s.c_out, 200 + i as u64);
+            let got = conv1d_with(Isa::Avx512Vnni, &x, &w, Some(&bias), s).unwrap();
+            let quantised = reference_int8(&x, &w, &bias, s);
+            let exact = reference(&x, &w, Some(&bias), s);
+            let t_out = s.t_out().unwrap();
+            let mut quiet_checked = false;
+            for b in 0..s.batch {
+                for o in 0..s.c_out {
+                    for t in 0..t_out {
+                        let n = (b * s.c_out + o) * t_out + t;
+                        // The loudest input this output's window reads.
+                        let task_start = t / window * window;
+                        let magnitude = loudness(b, task_start.saturating_sub(s.padding));
+                        let off = (got[n] - quantised[n]).abs();
+                        assert!(off < 1e-5 * magnitude.max(1.0), "{s:?} [{b},{o},{t}]: {off} from the convolution of quantised values");
+                        // |x| <= magnitude / 2 and |w| <= 1/2: each product is off by at most
+                        // |w| step_x / 2 + |x| step_w / 2 + step_x step_w / 4, step = largest / 127.
+                        let (step_x, step_w) = (magnitude / 2.0 / 127.0, 0.5 / 127.0);
+                        let per_product = 0.5 * step_x / 2.0 + magnitude / 2.0 * step_w / 2.0 + step_x * step_w / 4.0;
+                        let bound = (s.c_in * s.kernel) as f32 * per_product * 1.001 + 1e-6;
+                        let off = (got[n] - exact[n]).abs();
+                        assert!(off <= bound, "{s:?} [{b},{o},{t}]: {off} from the float32 convolution, bound {bound}");
+                        quiet_checked |= magnitude < 1e-2;
+                    }
+                }
+            }
+            let largest = got.iter().zip(&exact).map(|(g, e)| (g - e).abs()).fold(0f32, f32::max);
+            assert!(largest > 0.0, "{s:?}: quantising changed nothing, so the kernel is not the int8 one");
+            if s.t_in > 2 * window {
+                assert!(quiet_checked, "{s:?}: the quiet window was not checked");
+            }
+        }
+        let long = Conv1dShape { batch: 1, c_in: 4096, c_out: 4, t_in: 16, kernel: 9, padding: 4, dilation: 1 };
+        let refused = conv1d_with(Isa::Avx512Vnni, &vec![0.0; 4096 * 16], &vec![0.0; 4 * 4096 * 9], None, long);
+        assert_eq!(refused, Err(Conv1dError::Int8TooLong { c_in: 4096, kernel: 9 }));
+    }
+
+    #[test]
+    fn int8_quantisation_rounds_to_nearest_even_and_clamps() {
+        assert_eq!(int8_scale(&[0.0, -254.0, 127.0]), 2.0);
+        assert_eq!(int8_scale(&[0.0; 5]), 1.0, "all zeros: a scale that divides safely");
+        assert_eq!(int8_scale(&[f32::INFINITY, 1.0]), 1.0);
+        assert_eq!(int8_scale(&(0..40).map(|i| i as f32).collect::<Vec<_>>()), 39.0 / 127.0, "the tail after the 16-wide chunks counts");
+        assert_eq!(int8_quantize(2.5, 1.0), 2);
+        assert_eq!(int8_quantize(3.5, 1.0), 4);
+        assert_eq!(int8_quantize(-2.5, 1.0), -2);
+        assert_eq!(int8_quantize(1000.0, 1.0), 127);
+        assert_eq!(int8_quantize(-1000.0, 1.0), -127);
+        assert_eq!(int8_quantize(f32::NAN, 1.0), 0);
     }
 
     #[test]

@@ -28,4 +28,4 @@ mod adain;
 mod conv1d;
 
 pub use adain::{AdaInError, AdaInShape, adain_snake};
-pub use conv1d::{Conv1dError, Conv1dShape, Isa, conv1d, conv1d_with, detected_isa};
+pub use conv1d::{Conv1dError, Conv1dShape, Isa, MAX_INT8_TERMS, conv1d, conv1d_with, detected_isa};

@@ -36,7 +36,7 @@ pub mod weights;
 
 pub use config::{KokoroConfig, MAX_FRAMES, MAX_PHONEME_IDS, MAX_SPEED, MIN_SPEED, SAMPLE_RATE};
 pub use model::{ForwardInput, ForwardOutput, HostTensor, Intermediates, KModel, StageTimings};
-pub use nn::conv::{CpuKernels, cpu_kernels, set_cpu_kernels};
+pub use nn::conv::{ComputePrecision, CpuKernels, compute_precision, cpu_kernels, set_compute_precision, set_cpu_kernels};
 pub use nn::source::SourceNoise;
 pub use vocab::{Encoded, Vocab};
 pub use voice::{STYLE_WIDTH, StyleVector};

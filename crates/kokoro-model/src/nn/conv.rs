@@ -1,6 +1,6 @@
 //! Small constructors for the PyTorch-style convolutions Kokoro uses everywhere.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use burn::nn::PaddingConfig1d;
 use burn::nn::conv::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig};
@@ -59,6 +59,63 @@ pub fn cpu_kernels() -> CpuKernels {
     if BURN_KERNELS.load(Ordering::Relaxed) { CpuKernels::Burn } else { CpuKernels::Kokoro }
 }
 
+/// The arithmetic of the generator's resblock convolutions (about 52 of Kokoro's ~55 GFLOP per
+/// second of audio) on the CPU backend. Everything else stays float32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ComputePrecision {
+    /// Float32 throughout (the reference).
+    #[default]
+    F32,
+    /// int8 resblock convolutions on AVX512_VNNI: weights quantised per output channel, each
+    /// convolution's input per batch item, int32 sums (kokoro-kernels' `Isa::Avx512Vnni`).
+    /// Fidelity against float32: docs/validation.md. Where the CPU lacks VNNI, or on another
+    /// backend, the convolutions stay float32 ([`ComputePrecision::available`] says which).
+    Int8,
+}
+
+impl ComputePrecision {
+    pub const ALL: [ComputePrecision; 2] = [ComputePrecision::F32, ComputePrecision::Int8];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComputePrecision::F32 => "f32",
+            ComputePrecision::Int8 => "int8",
+        }
+    }
+
+    /// Whether this machine's CPU backend computes in this precision (float32 always; int8
+    /// needs AVX512_VNNI).
+    pub fn available(self) -> bool {
+        match self {
+            ComputePrecision::F32 => true,
+            ComputePrecision::Int8 => Isa::Avx512Vnni.available(),
+        }
+    }
+}
+
+impl std::str::FromStr for ComputePrecision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown precision {s:?}: expected one of f32, int8"))
+    }
+}
+
+static INT8: AtomicU8 = AtomicU8::new(0);
+
+/// Chooses the resblock convolutions' precision for the whole process (like
+/// [`set_cpu_kernels`]: one choice per deployment, read on every convolution).
+pub fn set_compute_precision(precision: ComputePrecision) {
+    INT8.store(u8::from(precision == ComputePrecision::Int8), Ordering::Relaxed);
+}
+
+/// The resblock convolutions' precision in use.
+pub fn compute_precision() -> ComputePrecision {
+    if INT8.load(Ordering::Relaxed) == 1 { ComputePrecision::Int8 } else { ComputePrecision::F32 }
+}
+
 /// Whether kokoro-kernels take this tensor: float32 on the CPU backend, kernels chosen, and a
 /// CPU with a vector micro-kernel (the portable one is slower than burn-flex, so wasm and other
 /// architectures keep burn's ops).
@@ -87,6 +144,12 @@ pub(crate) fn f32_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
 /// - x: `[batch, c_in, time]`
 /// - output: `[batch, c_out, time_out]`
 pub fn conv1d_forward(conv: &Conv1d, x: Tensor<3>) -> Tensor<3> {
+    conv1d_forward_at(conv, x, ComputePrecision::F32)
+}
+
+/// [`conv1d_forward`] in a chosen precision: int8 where [`ComputePrecision::available`] and the
+/// kernels take the input (and the sum is short enough for int32), float32 otherwise.
+pub fn conv1d_forward_at(conv: &Conv1d, x: Tensor<3>, precision: ComputePrecision) -> Tensor<3> {
     let device = x.device();
     let padding = match conv.padding {
         PaddingConfig1d::Explicit(left, right) if left == right => left,
@@ -111,7 +174,11 @@ pub fn conv1d_forward(conv: &Conv1d, x: Tensor<3>) -> Tensor<3> {
     let input = f32_values(x);
     let weight = f32_values(conv.weight.val());
     let bias = conv.bias.as_ref().map(|b| f32_values(b.val()));
-    let output = kokoro_kernels::conv1d(&input, &weight, bias.as_deref(), shape).expect("a conv module's shapes, checked above");
+    let isa = match precision {
+        ComputePrecision::Int8 if Isa::Avx512Vnni.available() && c_in * kernel <= kokoro_kernels::MAX_INT8_TERMS => Isa::Avx512Vnni,
+        _ => kokoro_kernels::detected_isa(),
+    };
+    let output = kokoro_kernels::conv1d_with(isa, &input, &weight, bias.as_deref(), shape).expect("a conv module's shapes, checked above");
     Tensor::from_data(TensorData::new(output, [batch, c_out, t_out]), &device)
 }
 

@@ -10,7 +10,7 @@ use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 use super::adain::{AdaIn1d, AdaIn1dConfig};
-use super::conv::{conv1d, conv1d_forward, conv_transpose1d};
+use super::conv::{compute_precision, conv1d, conv1d_forward, conv1d_forward_at, conv_transpose1d};
 use super::source::{SourceModule, SourceModuleConfig, SourceNoise};
 use super::stft::Stft;
 use super::{TimeMask, masked};
@@ -69,11 +69,14 @@ impl AdaInResBlock1 {
     /// [`forward`](Self::forward) over a padded batch whose padded steps are zero; they stay zero
     /// (AdaIN masks its output, Snake maps 0 to 0, each conv's bias is masked).
     pub fn forward_masked(&self, mut x: Tensor<3>, style: Tensor<2>, mask: Option<&TimeMask>) -> Tensor<3> {
+        // The resblocks' convolutions are the ones a lower precision applies to (the bulk of
+        // the model's FLOPs); see ComputePrecision.
+        let precision = compute_precision();
         for i in 0..self.convs1.len() {
             let mut xt = self.adain1[i].forward_snake(x.clone(), style.clone(), self.alpha1[i].val(), mask);
-            xt = masked(conv1d_forward(&self.convs1[i], xt), mask);
+            xt = masked(conv1d_forward_at(&self.convs1[i], xt, precision), mask);
             xt = self.adain2[i].forward_snake(xt, style.clone(), self.alpha2[i].val(), mask);
-            x = masked(conv1d_forward(&self.convs2[i], xt), mask) + x;
+            x = masked(conv1d_forward_at(&self.convs2[i], xt, precision), mask) + x;
         }
         x
     }
