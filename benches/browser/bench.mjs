@@ -6,7 +6,7 @@
 //
 //   scripts/build-web.sh && (cd benches/browser && npm install --ignore-scripts)
 //   scripts/py benches/browser/make_kokoro_js_model.py   (the project's venv: needs `onnx`)
-//   node benches/browser/bench.mjs [--device cpu|webgpu] [--text "..."]
+//   node benches/browser/bench.mjs [--device cpu|webgpu] [--precision f32,int8] [--text "..."]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +19,8 @@ const cache = process.env.KOKORO_CACHE || path.join(os.homedir(), '.cache', 'kok
 const modelDir = path.join(cache, 'kokoro-js-model');
 const arg = (name, dflt) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : dflt; };
 const device = arg('--device', 'cpu');
+// kokoro-burn's precisions to time (the load option `precision`), each on a fresh page.
+const precisions = arg('--precision', 'f32').split(',');
 const text = arg('--text', 'Kokoro is an open-weight text-to-speech model with eighty-two million parameters. ' +
   'Despite its lightweight architecture, it delivers quality comparable to larger models while being significantly faster. ' +
   'This benchmark reads the same three sentences with both runtimes.');
@@ -53,7 +55,8 @@ await b.context.route(/^https:\/\//, async (route) => {
 const results = [];
 try {
   const only = arg('--only', null);
-  for (const which of ['benchOurs', 'benchKokoroJs'].filter((w) => !only || w.toLowerCase().includes(only.toLowerCase()))) {
+  const runs = [...precisions.map((precision) => ['benchOurs', precision]), ['benchKokoroJs', null]];
+  for (const [which, precision] of runs.filter(([w]) => !only || w.toLowerCase().includes(only.toLowerCase()))) {
     // A fresh page each: neither runtime shares a worker, a cache or a heap with the other.
     const page = await b.context.newPage();
     page.on('console', (m) => { if (m.type() !== 'debug' && (process.env.BENCH_VERBOSE || m.type() === 'error')) console.error('[page]', m.text()); });
@@ -62,7 +65,7 @@ try {
     await page.waitForFunction(() => window.ready);
     if (process.env.BENCH_VERBOSE) await page.evaluate(() => { window.diagnose = true; });
     console.error(`running ${which}`);
-    results.push(await page.evaluate(([fn, args]) => window[fn](args), [which, { device, text, warm }]));
+    results.push(await page.evaluate(([fn, args]) => window[fn](args), [which, { device, text, warm, precision }]));
     await page.close();
   }
 } catch (e) {
@@ -82,7 +85,9 @@ console.log('|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   console.log(`| ${r.runtime} | ${r.backend} | ${(r.loadMs / 1000).toFixed(2)} | ${(r.ttfaMs / 1000).toFixed(2)} | ${(r.totalMs / 1000).toFixed(2)} | ${r.audioSeconds.toFixed(2)} | ${r.rtf.toFixed(3)} | ${r.chunks} |`);
 }
-const [ours, theirs] = results;
+const theirs = results.find((r) => r.runtime.startsWith('kokoro-js'));
 if (!theirs) process.exit();
-console.log(`\nratios kokoro-burn / kokoro-js: time to first audio ${(ours.ttfaMs / theirs.ttfaMs).toFixed(2)}x, RTF ${(ours.rtf / theirs.rtf).toFixed(2)}x (below 1: kokoro-burn faster)`);
+for (const ours of results.filter((r) => r !== theirs)) {
+  console.log(`\nratios ${ours.runtime} / kokoro-js: time to first audio ${(ours.ttfaMs / theirs.ttfaMs).toFixed(2)}x, RTF ${(ours.rtf / theirs.rtf).toFixed(2)}x (below 1: kokoro-burn faster)`);
+}
 fs.writeFileSync(path.join(cache, `bench-browser-${device}.json`), JSON.stringify({ device, text, results }, null, 2));

@@ -41,6 +41,11 @@ export interface LoadOptions {
   device?: Device;
   /** With device 'webgpu': fail instead of falling back to the CPU. */
   strict?: boolean;
+  /**
+   * Arithmetic of the generator's resblock convolutions on the CPU: 'f32' (default, the
+   * reference) or 'int8' (about twice as fast; fidelity in docs/validation.md). WebGPU stays f32.
+   */
+  precision?: 'f32' | 'int8';
   /** Bytes of voices kept in memory (default 16 MiB). */
   voiceBudgetBytes?: number;
   /** Bytes of voice files kept in IndexedDB (default 64 MiB). */

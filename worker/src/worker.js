@@ -107,6 +107,8 @@ async function instantiate() {
   info.wasmMs = performance.now() - t0;
   info.speedRange = Array.from(glue.speedRange());
   wasm = glue;
+  // Per instance (a restarted engine gets a fresh module): set it again each time.
+  glue.setComputePrecision(options?.precision ?? 'f32');
   crash = crashGuard();
 }
 

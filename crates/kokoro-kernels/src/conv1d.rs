@@ -49,10 +49,18 @@ pub enum Isa {
     Avx512,
     /// 4 output channels x 24 steps, 12 ymm accumulators, FMA.
     Avx2Fma,
-    /// 4 x 16 in plain arrays, vectorised by LLVM for the target (SIMD128 in wasm, NEON on arm).
+    /// 4 x 16 in plain arrays, vectorised by LLVM for the target (NEON on arm).
     Portable,
+    /// WebAssembly SIMD128: 4 output channels x 8 steps in 8 `v128` accumulators (mul + add:
+    /// SIMD128 has no fused multiply-add), few enough for the 16 registers engines map them to.
+    Simd128,
+    /// WebAssembly SIMD128, **reduced precision (int8)**: the quantisation of
+    /// [`Isa::Avx512Vnni`] (same scales, same windows, so the same sums), with the int8 values
+    /// held in 16-bit lanes and multiplied in pairs by `i32x4.dot_i16x8_s` (two input channels
+    /// per lane, `pmaddwd` on x86). Never chosen by [`detected_isa`].
+    Simd128Int8,
     /// AVX512_VNNI, **reduced precision (int8)**: weights quantised per output channel and the
-    /// input per batch item, both symmetric to 8 bits, multiplied and summed exactly in int32 by
+    /// input per window of [`STEPS_PER_TASK`] steps, both symmetric to 8 bits, multiplied and summed exactly in int32 by
     /// `vpdpbusd` (four input channels per instruction lane), then scaled back to float32 with
     /// the bias. 4 output channels x 96 steps like [`Isa::Avx512`]. Never chosen by
     /// [`detected_isa`]: a caller opts in (`--precision int8`).
@@ -66,7 +74,23 @@ impl Isa {
             Isa::Avx512 | Isa::Avx512Vnni => (4, 96),
             Isa::Avx2Fma => (4, 24),
             Isa::Portable => (4, 16),
+            Isa::Simd128 | Isa::Simd128Int8 => (4, 8),
         }
+    }
+
+    /// Input channels per 32-bit word of the packed input and weights: 1 for float32, 4 bytes
+    /// for VNNI, 2 16-bit lanes for SIMD128's int8.
+    const fn channels_per_word(self) -> usize {
+        match self {
+            Isa::Avx512Vnni => 4,
+            Isa::Simd128Int8 => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether it computes in int8 (the input quantised per task window, see [`Job::run`]).
+    pub const fn is_int8(self) -> bool {
+        self.channels_per_word() > 1
     }
 
     /// Whether this machine can run it.
@@ -80,6 +104,7 @@ impl Isa {
             Isa::Avx512Vnni => std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vnni"),
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx512 | Isa::Avx2Fma | Isa::Avx512Vnni => false,
+            Isa::Simd128 | Isa::Simd128Int8 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
             Isa::Portable => true,
         }
     }
@@ -88,17 +113,18 @@ impl Isa {
 /// The best full-precision (float32) micro-kernel this machine runs, detected once.
 pub fn detected_isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| [Isa::Avx512, Isa::Avx2Fma].into_iter().find(|isa| isa.available()).unwrap_or(Isa::Portable))
+    *ISA.get_or_init(|| [Isa::Avx512, Isa::Avx2Fma, Isa::Simd128].into_iter().find(|isa| isa.available()).unwrap_or(Isa::Portable))
 }
 
 /// The most products (input channels x taps) one int8 output sums: each is at most 255 x 127
 /// in magnitude, and the sum (with the +128 offset's correction) must stay inside int32.
 pub const MAX_INT8_TERMS: usize = 32_768;
 
-/// Time steps per thread task, in micro-tiles: large enough to amortise a task (a 128-channel,
-/// 11-tap tile is ~70 MFLOP), small enough that the input it reads (`c_in` rows of ~400 steps,
-/// 200 KB at 128 channels) stays in L2 across all output-channel panels.
-const TILES_PER_TASK: usize = 8;
+/// Time steps per thread task (a whole number of micro-tiles for every ISA): large enough to
+/// amortise a task (a 128-channel, 11-tap task is ~2 GFLOP), small enough that the input it reads
+/// stays in L2 across all output-channel panels. It is also int8's quantisation window, so the
+/// int8 kernels of different ISAs compute the same sums.
+pub const STEPS_PER_TASK: usize = 768;
 
 /// `y = conv1d(x, w) + b` with stride 1, like `torch.nn.functional.conv1d(x, w, b, padding=p,
 /// dilation=d)`.
@@ -145,11 +171,13 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
     // adds per lane: the micro-kernel then sees `rows` rows of words in place of `c_in` rows of
     // floats, and the tiling is the same. The input is stored as u8 = q + 128 (vpdpbusd's
     // unsigned operand); `offset` takes the +128 back out of each output channel's sum.
-    let int8 = isa == Isa::Avx512Vnni;
+    // SIMD128's int8 packs two channels per word as 16-bit lanes, signed, with no offset.
+    let int8 = isa.is_int8();
     if int8 && s.c_in.saturating_mul(s.kernel) > MAX_INT8_TERMS {
         return Err(Conv1dError::Int8TooLong { c_in: s.c_in, kernel: s.kernel });
     }
-    let rows = if int8 { s.c_in.div_ceil(4) } else { s.c_in };
+    let group = isa.channels_per_word();
+    let rows = s.c_in.div_ceil(group);
 
     // Weight panels: [c_out / MR][rows][kernel][MR], the panel's channels innermost so the
     // micro-kernel reads one contiguous run of MR weights per (row, tap). Missing channels
@@ -171,13 +199,17 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
             let mut sum = 0i32;
             for row in 0..rows {
                 for j in 0..s.kernel {
-                    let bytes: [i32; 4] = std::array::from_fn(|k| q(4 * row + k, j));
-                    sum += bytes.iter().sum::<i32>();
-                    packed[at(row, j)] = f32::from_bits(u32::from_le_bytes(bytes.map(|b| b as i8 as u8)));
+                    let word = (0..group).fold(0u32, |word, k| {
+                        let value = q(group * row + k, j);
+                        sum += value;
+                        word | int8_lane(isa, value, false) << (32 / group * k)
+                    });
+                    packed[at(row, j)] = f32::from_bits(word);
                 }
             }
             weight_scale[p * mr + r] = scale;
-            offset[p * mr + r] = -128 * sum;
+            // VNNI's input is value + 128: take 128 x the weights back out of the sum.
+            offset[p * mr + r] = if isa == Isa::Avx512Vnni { -128 * sum } else { 0 };
         } else {
             for c in 0..s.c_in {
                 for j in 0..s.kernel {
@@ -247,7 +279,7 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
             t_out,
             blocks,
         };
-        let tasks = blocks.div_ceil(TILES_PER_TASK);
+        let tasks = blocks.div_ceil(STEPS_PER_TASK / nr);
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
@@ -262,48 +294,72 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
 }
 
 /// Quantises the padded positions `start..start + len` of one batch item (`[c_in, t_in]`, padded
-/// by `padding` zeros on each side) into int8 words: four channels' bytes (value + 128) per
-/// word, `c_in / 4` rows of `len` words, with one scale for the whole window.
-fn pack_int8_window(item: &[f32], c_in: usize, t_in: usize, padding: usize, start: usize, len: usize) -> (Vec<f32>, f32) {
+/// by `padding` zeros on each side) into int8 words for `isa` (VNNI: four channels' bytes,
+/// value + 128; SIMD128: two channels' 16-bit lanes), `c_in / group` rows of `len` words, with
+/// one scale for the whole window.
+fn pack_int8_window(isa: Isa, item: &[f32], c_in: usize, t_in: usize, padding: usize, start: usize, len: usize) -> (Vec<f32>, f32) {
     // The input steps inside the window; the rest of it is padding (stored zero, 128).
     let first = start.max(padding).min(padding + t_in) - padding;
     let end = (start + len).max(padding).min(padding + t_in) - padding;
     let channel = |c: usize| &item[c * t_in + first..c * t_in + end];
-    let largest = (0..c_in).map(|c| largest_magnitude(channel(c))).fold(0f32, f32::max);
+    let largest = (0..c_in).map(|c| largest_magnitude(channel(c))).fold(0f32, nan_max);
     let scale = scale_for(largest);
     let inverse = 1.0 / scale;
-    let rows = c_in.div_ceil(4);
-    let mut words = vec![f32::from_bits(0x8080_8080); rows * len];
+    let group = isa.channels_per_word();
+    let bits = 32 / group;
+    let rows = c_in.div_ceil(group);
+    // Zero in every lane (128 for VNNI's unsigned bytes), padding and missing channels included.
+    let zero = (0..group).fold(0u32, |word, k| word | int8_lane(isa, 0, true) << (bits * k));
+    let mut words = vec![f32::from_bits(zero); rows * len];
+    if end == first {
+        // The window lies wholly in the padding (padding longer than the kernel's span).
+        return (words, scale);
+    }
     let at = first + padding - start;
     for (row, words) in words.chunks_exact_mut(len).enumerate() {
         let words = &mut words[at..at + (end - first)];
-        for k in 0..4usize.min(c_in - 4 * row) {
-            let keep = !(0xFF << (8 * k));
-            for (word, &x) in words.iter_mut().zip(channel(4 * row + k)) {
-                *word = f32::from_bits((word.to_bits() & keep) | int8_byte(x, inverse) << (8 * k));
+        for k in 0..group.min(c_in - group * row) {
+            let keep = !((((1u64 << bits) - 1) as u32) << (bits * k));
+            for (word, &x) in words.iter_mut().zip(channel(group * row + k)) {
+                let lane = int8_lane(isa, int8_quantize(x, inverse), true);
+                *word = f32::from_bits((word.to_bits() & keep) | lane << (bits * k));
             }
         }
     }
     (words, scale)
 }
 
-/// The largest magnitude in `values` (NaN ignored), in sixteen lanes so the loop vectorises.
+/// The larger of two magnitudes, NaN if either is (unlike `f32::max`, which drops a NaN).
+#[inline(always)]
+fn nan_max(m: f32, x: f32) -> f32 {
+    if x > m || x.is_nan() { x } else { m }
+}
+
+/// The largest magnitude in `values`, NaN if one is NaN, in sixteen lanes so the loop
+/// vectorises.
 fn largest_magnitude(values: &[f32]) -> f32 {
     let mut lanes = [0f32; 16];
     let chunks = values.chunks_exact(16);
     let tail = chunks.remainder();
     for chunk in chunks {
         for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane = lane.max(x.abs());
+            *lane = nan_max(*lane, x.abs());
         }
     }
-    tail.iter().chain(&lanes).fold(0f32, |m, &x| m.max(x.abs()))
+    tail.iter().map(|x| x.abs()).chain(lanes).fold(0f32, nan_max)
 }
 
-/// The symmetric int8 scale for values up to `largest` in magnitude: `largest` maps to 127 (1
-/// when it is zero or not finite, so quantising never divides by zero).
+/// The symmetric int8 scale for values up to `largest` in magnitude: `largest` maps to 127; 1
+/// when all are zero. A NaN or infinite value makes the scale NaN, so every output that reads
+/// it is NaN: a blow-up upstream shows, as it would in float32, instead of being clamped away.
 fn scale_for(largest: f32) -> f32 {
-    if largest > 0.0 && largest.is_finite() { largest / 127.0 } else { 1.0 }
+    if !largest.is_finite() {
+        f32::NAN
+    } else if largest > 0.0 {
+        largest / 127.0
+    } else {
+        1.0
+    }
 }
 
 /// The symmetric int8 scale of `values` (see [`scale_for`]).
@@ -324,10 +380,15 @@ fn int8_quantize(x: f32, inverse_scale: f32) -> i32 {
     (v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
 }
 
-/// The stored byte of `x` (its int8 value + 128, vpdpbusd's unsigned operand), in the low 8 bits.
+/// The stored lane of an int8 value for `isa`, in the low bits: VNNI's input operand is
+/// unsigned (value + 128) and its weights a signed byte; SIMD128's lanes are signed 16-bit.
 #[inline(always)]
-fn int8_byte(x: f32, inverse_scale: f32) -> u32 {
-    (int8_quantize(x, inverse_scale) + 128) as u32
+fn int8_lane(isa: Isa, value: i32, input: bool) -> u32 {
+    match isa {
+        Isa::Avx512Vnni if input => (value + 128) as u32,
+        Isa::Avx512Vnni => value as i8 as u8 as u32,
+        _ => value as i16 as u16 as u32,
+    }
 }
 
 /// A raw output pointer shared by the time-tile tasks.
@@ -338,7 +399,7 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// One batch item's convolution, split into tasks of [`TILES_PER_TASK`] micro-tiles.
+/// One batch item's convolution, split into tasks of [`STEPS_PER_TASK`] steps.
 struct Job {
     isa: Isa,
     /// Padded input rows: one channel per row, or for [`Isa::Avx512Vnni`] four channels' bytes
@@ -372,18 +433,19 @@ unsafe impl Sync for Job {}
 impl Job {
     fn run(&self, task: usize) {
         let (mr, nr) = self.isa.tile();
-        let first = task * TILES_PER_TASK;
-        let last = (first + TILES_PER_TASK).min(self.blocks);
+        let tiles_per_task = STEPS_PER_TASK / nr;
+        let first = task * tiles_per_task;
+        let last = (first + tiles_per_task).min(self.blocks);
         // int8: this task's window of the padded input, quantised with its own scale. A scale
         // per window of ~800 steps (not one per batch item) keeps quiet stretches of audio from
         // being quantised at the loud parts' step; it is the finest that still factors out of
         // every output's sum (all of a tile's outputs read inside one window).
-        let window = (self.isa == Isa::Avx512Vnni).then(|| {
+        let window = self.isa.is_int8().then(|| {
             let start = first * nr;
             let len = (last - first) * nr + self.span;
             // SAFETY: `item` is the batch item's c_in x t_in input, alive for the job.
             let item = unsafe { std::slice::from_raw_parts(self.item, self.c_in * self.t_in) };
-            (start, len, pack_int8_window(item, self.c_in, self.t_in, self.padding, start, len))
+            (start, len, pack_int8_window(self.isa, item, self.c_in, self.t_in, self.padding, start, len))
         });
         for block in first..last {
             let t0 = block * nr;
@@ -420,6 +482,10 @@ impl Job {
                         Isa::Avx2Fma => x86::tile_avx2(&tile),
                         #[cfg(target_arch = "x86_64")]
                         Isa::Avx512Vnni => x86::tile_avx512_vnni(&tile),
+                        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                        Isa::Simd128 => wasm::tile_simd128(&tile),
+                        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                        Isa::Simd128Int8 => wasm::tile_simd128_int8(&tile),
                         _ => tile_portable(&tile),
                     }
                 }
@@ -637,6 +703,111 @@ mod x86 {
     }
 }
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use super::{Isa, Tile};
+    use core::arch::wasm32::*;
+
+    /// SIMD128 float32: 4 channels x 8 steps (2 `v128` per channel) = 8 accumulators; per
+    /// (channel, tap) 2 input loads and 4 splatted weights feed 8 multiplies and 8 adds.
+    ///
+    /// # Safety
+    /// See [`super::Job::run`] for the pointers.
+    pub(super) unsafe fn tile_simd128(t: &Tile) {
+        const MR: usize = Isa::Simd128.tile().0;
+        const NR: usize = Isa::Simd128.tile().1;
+        const V: usize = NR / 4;
+        let mut acc = [[f32x4_splat(0.0); V]; MR];
+        for (r, row) in acc.iter_mut().enumerate() {
+            *row = [f32x4_splat(unsafe { *t.bias.add(r) }); V];
+        }
+        for c in 0..t.rows_in {
+            let x_row = unsafe { t.x.add(c * t.x_stride) };
+            let w_row = unsafe { t.w.add(c * t.kernel * MR) };
+            for j in 0..t.kernel {
+                let xs = unsafe { x_row.add(j * t.dilation) };
+                let x: [v128; V] = std::array::from_fn(|v| unsafe { v128_load(xs.add(4 * v) as *const v128) });
+                let w = unsafe { w_row.add(j * MR) };
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let wr = f32x4_splat(unsafe { *w.add(r) });
+                    for v in 0..V {
+                        row[v] = f32x4_add(row[v], f32x4_mul(wr, x[v]));
+                    }
+                }
+            }
+        }
+        unsafe { store(t, &acc) };
+    }
+
+    /// SIMD128 int8: each input word holds channels (2c, 2c + 1) at one step as 16-bit lanes,
+    /// each splatted weight word the same two channels of one output channel and tap;
+    /// `i32x4.dot_i16x8_s` multiplies the pairs and adds both products per int32 lane. The
+    /// sums are exact; `int32 -> float32`, the scale and the bias come last.
+    ///
+    /// # Safety
+    /// See [`super::Job::run`] for the pointers (words in place of floats, `weight_scale` and
+    /// `offset` valid for MR channels).
+    pub(super) unsafe fn tile_simd128_int8(t: &Tile) {
+        const MR: usize = Isa::Simd128Int8.tile().0;
+        const NR: usize = Isa::Simd128Int8.tile().1;
+        const V: usize = NR / 4;
+        let mut acc = [[i32x4_splat(0); V]; MR];
+        for (r, row) in acc.iter_mut().enumerate() {
+            *row = [i32x4_splat(unsafe { *t.offset.add(r) }); V];
+        }
+        for c in 0..t.rows_in {
+            let x_row = unsafe { t.x.add(c * t.x_stride) } as *const i32;
+            let w_row = unsafe { t.w.add(c * t.kernel * MR) } as *const i32;
+            for j in 0..t.kernel {
+                let xs = unsafe { x_row.add(j * t.dilation) };
+                let x: [v128; V] = std::array::from_fn(|v| unsafe { v128_load(xs.add(4 * v) as *const v128) });
+                let w = unsafe { w_row.add(j * MR) };
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let wr = i32x4_splat(unsafe { *w.add(r) });
+                    for v in 0..V {
+                        row[v] = i32x4_add(row[v], i32x4_dot_i16x8(x[v], wr));
+                    }
+                }
+            }
+        }
+        let mut values = [[f32x4_splat(0.0); V]; MR];
+        for (r, (out, sums)) in values.iter_mut().zip(&acc).enumerate() {
+            let scale = f32x4_splat(unsafe { *t.weight_scale.add(r) } * t.input_scale);
+            let bias = f32x4_splat(unsafe { *t.bias.add(r) });
+            for v in 0..V {
+                out[v] = f32x4_add(f32x4_mul(f32x4_convert_i32x4(sums[v]), scale), bias);
+            }
+        }
+        unsafe { store(t, &values) };
+    }
+
+    /// Writes the 4 x 8 accumulators, clipped to the tile.
+    ///
+    /// # Safety
+    /// See [`super::Job::run`] for the pointers.
+    #[inline(always)]
+    unsafe fn store(t: &Tile, acc: &[[v128; 2]; 4]) {
+        const MR: usize = Isa::Simd128.tile().0;
+        const NR: usize = Isa::Simd128.tile().1;
+        if t.rows == MR && t.cols == NR {
+            for (r, row) in acc.iter().enumerate() {
+                let out = unsafe { t.out.add(r * t.out_stride) };
+                for (v, &value) in row.iter().enumerate() {
+                    unsafe { v128_store(out.add(4 * v) as *mut v128, value) };
+                }
+            }
+        } else {
+            let mut block = [[0f32; NR]; MR];
+            for (r, row) in acc.iter().enumerate() {
+                for (v, &value) in row.iter().enumerate() {
+                    unsafe { v128_store(block[r].as_mut_ptr().add(4 * v) as *mut v128, value) };
+                }
+            }
+            unsafe { t.store_clipped(&block) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -693,7 +864,7 @@ mod tests {
             let w = values(s.c_out * s.c_in * s.kernel, 100 + i as u64);
             let b = values(s.c_out, 200 + i as u64);
             let want = reference(&x, &w, Some(&b), s);
-            for isa in [Isa::Avx512, Isa::Avx2Fma, Isa::Portable].into_iter().filter(|isa| isa.available()) {
+            for isa in [Isa::Avx512, Isa::Avx2Fma, Isa::Simd128, Isa::Portable].into_iter().filter(|isa| isa.available()) {
                 let got = conv1d_with(isa, &x, &w, Some(&b), s).unwrap();
                 assert_eq!(got.len(), want.len(), "{isa:?} {s:?}");
                 let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
@@ -708,7 +879,6 @@ mod tests {
     /// The int8 convolution in f64 on dequantised values: weights with one scale per output
     /// channel, the input with one scale per task window (what `Job::run` packs).
     fn reference_int8(x: &[f32], w: &[f32], bias: &[f32], s: Conv1dShape) -> Vec<f32> {
-        let nr = Isa::Avx512Vnni.tile().1;
         let t_out = s.t_out().unwrap();
         let span = s.dilation * (s.kernel - 1);
         let mut y = vec![0f32; s.batch * s.c_out * t_out];
@@ -716,8 +886,8 @@ mod tests {
             let item = &x[b * s.c_in * s.t_in..(b + 1) * s.c_in * s.t_in];
             for t in 0..t_out {
                 // The window of t's task, in padded positions, and its scale.
-                let start = t / (TILES_PER_TASK * nr) * TILES_PER_TASK * nr;
-                let end = (start + TILES_PER_TASK * nr + span).min(s.t_in + 2 * s.padding);
+                let start = t / STEPS_PER_TASK * STEPS_PER_TASK;
+                let end = (start + STEPS_PER_TASK + span).min(s.t_in + 2 * s.padding);
                 let inside = |p: usize| p >= s.padding && p - s.padding < s.t_in;
                 let largest = (0..s.c_in)
                     .flat_map(|c| (start..end).filter(|&p| inside(p)).map(move |p| item[c * s.t_in + p - s.padding].abs()))
@@ -749,17 +919,19 @@ mod tests {
     /// convolution, per task window: a quiet stretch after a loud one keeps its own precision.
     #[test]
     fn int8_kernel_is_the_convolution_of_quantised_values() {
-        if !Isa::Avx512Vnni.available() {
-            eprintln!("skipped: this CPU has no AVX512_VNNI");
+        let isas: Vec<Isa> = [Isa::Avx512Vnni, Isa::Simd128Int8].into_iter().filter(|isa| isa.available()).collect();
+        if isas.is_empty() {
+            eprintln!("skipped: no int8 micro-kernel here (AVX512_VNNI, wasm SIMD128)");
             return;
         }
+        for isa in isas {
         let shapes = [
             Conv1dShape { batch: 1, c_in: 3, c_out: 5, t_in: 7, kernel: 3, padding: 1, dilation: 1 },
             Conv1dShape { batch: 2, c_in: 16, c_out: 12, t_in: 131, kernel: 7, padding: 9, dilation: 3 },
             Conv1dShape { batch: 1, c_in: 9, c_out: 17, t_in: 3000, kernel: 11, padding: 25, dilation: 5 },
             Conv1dShape { batch: 3, c_in: 1, c_out: 6, t_in: 30, kernel: 7, padding: 0, dilation: 2 },
         ];
-        let window = TILES_PER_TASK * Isa::Avx512Vnni.tile().1;
+        let window = STEPS_PER_TASK;
         for (i, s) in shapes.into_iter().enumerate() {
             let mut x = values(s.batch * s.c_in * s.t_in, 1 + i as u64);
             // Items of different magnitudes, and within an item a quiet stretch (1/1000) from
@@ -772,7 +944,7 @@ mod tests {
             }
             let w = values(s.c_out * s.c_in * s.kernel, 100 + i as u64);
             let bias = values(s.c_out, 200 + i as u64);
-            let got = conv1d_with(Isa::Avx512Vnni, &x, &w, Some(&bias), s).unwrap();
+            let got = conv1d_with(isa, &x, &w, Some(&bias), s).unwrap();
             let quantised = reference_int8(&x, &w, &bias, s);
             let exact = reference(&x, &w, Some(&bias), s);
             let t_out = s.t_out().unwrap();
@@ -804,15 +976,81 @@ mod tests {
             }
         }
         let long = Conv1dShape { batch: 1, c_in: 4096, c_out: 4, t_in: 16, kernel: 9, padding: 4, dilation: 1 };
-        let refused = conv1d_with(Isa::Avx512Vnni, &vec![0.0; 4096 * 16], &vec![0.0; 4 * 4096 * 9], None, long);
+        let refused = conv1d_with(isa, &vec![0.0; 4096 * 16], &vec![0.0; 4 * 4096 * 9], None, long);
         assert_eq!(refused, Err(Conv1dError::Int8TooLong { c_in: 4096, kernel: 9 }));
+        }
+    }
+
+    /// The packing both int8 kernels read, tested on every machine (the kernels themselves need
+    /// VNNI or SIMD128): each lane holds its channel's quantised value at its step, zero (128
+    /// for VNNI's unsigned input) in padding and missing channels, including windows that lie
+    /// wholly in the padding.
+    #[test]
+    fn int8_windows_pack_each_channel_into_its_lane() {
+        let (c_in, t_in, padding) = (5, 40, 30);
+        let item: Vec<f32> = (0..c_in * t_in).map(|i| (i as f32 * 0.37).sin()).collect();
+        for isa in [Isa::Avx512Vnni, Isa::Simd128Int8] {
+            let group = isa.channels_per_word();
+            let bits = 32 / group;
+            for (start, len) in [(0, 100), (25, 20), (0, 10), (75, 30), (60, 5)] {
+                let (words, scale) = pack_int8_window(isa, &item, c_in, t_in, padding, start, len);
+                assert_eq!(words.len(), c_in.div_ceil(group) * len);
+                let inside = |p: usize| p >= padding && p - padding < t_in;
+                let largest = (start..start + len).filter(|&p| inside(p)).flat_map(|p| (0..c_in).map(move |c| (c, p))).map(|(c, p)| item[c * t_in + p - padding].abs()).fold(0f32, f32::max);
+                assert_eq!(scale, scale_for(largest), "{isa:?} window {start}+{len}");
+                for (row, row_words) in words.chunks(len).enumerate() {
+                    for (i, word) in row_words.iter().enumerate() {
+                        for k in 0..group {
+                            let c = group * row + k;
+                            let value = if c < c_in && inside(start + i) { int8_quantize(item[c * t_in + start + i - padding], 1.0 / scale) } else { 0 };
+                            let lane = (word.to_bits() >> (bits * k)) & (((1u64 << bits) - 1) as u32);
+                            assert_eq!(lane, int8_lane(isa, value, true), "{isa:?} window {start}+{len}, channel {c}, step {i}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Padding longer than the kernel's span leaves whole task windows in the padding.
+    #[test]
+    fn int8_handles_windows_wholly_in_the_padding() {
+        for isa in [Isa::Avx512Vnni, Isa::Simd128Int8].into_iter().filter(|isa| isa.available()) {
+            for (t_in, padding) in [(10, 400), (1, 2000)] {
+                let s = Conv1dShape { batch: 1, c_in: 3, c_out: 4, t_in, kernel: 1, padding, dilation: 1 };
+                let x = values(3 * t_in, 7);
+                let w = values(12, 8);
+                let b = values(4, 9);
+                let got = conv1d_with(isa, &x, &w, Some(&b), s).unwrap();
+                let want = reference(&x, &w, Some(&b), s);
+                let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+                assert!(worst < 0.02, "{isa:?} {s:?}: {worst}");
+            }
+        }
+    }
+
+    /// A NaN or infinity in the input poisons the outputs that read its window, as float32 would.
+    #[test]
+    fn int8_propagates_non_finite_input() {
+        for isa in [Isa::Avx512Vnni, Isa::Simd128Int8].into_iter().filter(|isa| isa.available()) {
+            let s = Conv1dShape { batch: 1, c_in: 4, c_out: 4, t_in: 2000, kernel: 3, padding: 1, dilation: 1 };
+            for bad in [f32::NAN, f32::INFINITY] {
+                let mut x = values(4 * 2000, 3);
+                x[2 * 2000 + 100] = bad;
+                let got = conv1d_with(isa, &x, &values(48, 4), None, s).unwrap();
+                assert!(got[100].is_nan(), "{isa:?} {bad}: an output reading it is {}", got[100]);
+                assert!(got[1500].is_finite(), "{isa:?} {bad}: a later window is untouched");
+            }
+        }
     }
 
     #[test]
     fn int8_quantisation_rounds_to_nearest_even_and_clamps() {
         assert_eq!(int8_scale(&[0.0, -254.0, 127.0]), 2.0);
         assert_eq!(int8_scale(&[0.0; 5]), 1.0, "all zeros: a scale that divides safely");
-        assert_eq!(int8_scale(&[f32::INFINITY, 1.0]), 1.0);
+        assert!(int8_scale(&[f32::INFINITY, 1.0]).is_nan());
+        assert!(int8_scale(&[1.0, f32::NAN, 2.0]).is_nan(), "a NaN anywhere, even before larger values");
+        assert!(int8_scale(&(0..40).map(|i| if i == 20 { f32::NAN } else { i as f32 }).collect::<Vec<_>>()).is_nan());
         assert_eq!(int8_scale(&(0..40).map(|i| i as f32).collect::<Vec<_>>()), 39.0 / 127.0, "the tail after the 16-wide chunks counts");
         assert_eq!(int8_quantize(2.5, 1.0), 2);
         assert_eq!(int8_quantize(3.5, 1.0), 4);

@@ -28,6 +28,19 @@ pub fn start() {
     }));
 }
 
+/// Sets the precision of the generator's resblock convolutions for this instance: "f32" (the
+/// reference) or "int8" (the SIMD128 int8 kernel; fidelity in docs/validation.md). The CPU
+/// backend only: on WebGPU the convolutions stay float32.
+#[wasm_bindgen(js_name = setComputePrecision)]
+pub fn set_compute_precision(precision: &str) -> Result<(), JsError> {
+    let precision: kokoro_model::ComputePrecision = precision.parse().map_err(|e: String| JsError::new(&e))?;
+    if !precision.available() {
+        return Err(JsError::new(&format!("precision {} is not available in this build", precision.as_str())));
+    }
+    kokoro_model::set_compute_precision(precision);
+    Ok(())
+}
+
 /// The speeds the model takes, `[MIN_SPEED, MAX_SPEED]`: the client checks a request against its
 /// own copy (at once, without the worker), and the browser tests compare the two.
 #[wasm_bindgen(js_name = speedRange)]

@@ -66,10 +66,11 @@ pub enum ComputePrecision {
     /// Float32 throughout (the reference).
     #[default]
     F32,
-    /// int8 resblock convolutions on AVX512_VNNI: weights quantised per output channel, each
-    /// convolution's input per batch item, int32 sums (kokoro-kernels' `Isa::Avx512Vnni`).
-    /// Fidelity against float32: docs/validation.md. Where the CPU lacks VNNI, or on another
-    /// backend, the convolutions stay float32 ([`ComputePrecision::available`] says which).
+    /// int8 resblock convolutions: weights quantised per output channel, each convolution's
+    /// input per window of time, exact int32 sums (kokoro-kernels' `Isa::Avx512Vnni` natively,
+    /// `Isa::Simd128Int8` in the browser). Fidelity against float32: docs/validation.md. Where
+    /// neither kernel runs, or on another backend, the convolutions stay float32
+    /// ([`ComputePrecision::available`] says which).
     Int8,
 }
 
@@ -84,11 +85,11 @@ impl ComputePrecision {
     }
 
     /// Whether this machine's CPU backend computes in this precision (float32 always; int8
-    /// needs AVX512_VNNI).
+    /// needs AVX512_VNNI, or WebAssembly SIMD128).
     pub fn available(self) -> bool {
         match self {
             ComputePrecision::F32 => true,
-            ComputePrecision::Int8 => Isa::Avx512Vnni.available(),
+            ComputePrecision::Int8 => int8_isa().is_some(),
         }
     }
 }
@@ -101,6 +102,11 @@ impl std::str::FromStr for ComputePrecision {
             .find(|p| p.as_str() == s)
             .ok_or_else(|| format!("unknown precision {s:?}: expected one of f32, int8"))
     }
+}
+
+/// The int8 micro-kernel this machine runs, if any.
+fn int8_isa() -> Option<Isa> {
+    [Isa::Avx512Vnni, Isa::Simd128Int8].into_iter().find(|isa| isa.available())
 }
 
 static INT8: AtomicU8 = AtomicU8::new(0);
@@ -117,7 +123,7 @@ pub fn compute_precision() -> ComputePrecision {
 }
 
 /// Whether kokoro-kernels take this tensor: float32 on the CPU backend, kernels chosen, and a
-/// CPU with a vector micro-kernel (the portable one is slower than burn-flex, so wasm and other
+/// CPU with a vector micro-kernel (AVX-512, AVX2 + FMA, WebAssembly SIMD128; the portable one is slower than burn-flex, so other
 /// architectures keep burn's ops).
 pub(crate) fn kernels_take(x: &Tensor<3>) -> bool {
     cpu_kernels() == CpuKernels::Kokoro
@@ -174,8 +180,8 @@ pub fn conv1d_forward_at(conv: &Conv1d, x: Tensor<3>, precision: ComputePrecisio
     let input = f32_values(x);
     let weight = f32_values(conv.weight.val());
     let bias = conv.bias.as_ref().map(|b| f32_values(b.val()));
-    let isa = match precision {
-        ComputePrecision::Int8 if Isa::Avx512Vnni.available() && c_in * kernel <= kokoro_kernels::MAX_INT8_TERMS => Isa::Avx512Vnni,
+    let isa = match (precision, int8_isa()) {
+        (ComputePrecision::Int8, Some(isa)) if c_in * kernel <= kokoro_kernels::MAX_INT8_TERMS => isa,
         _ => kokoro_kernels::detected_isa(),
     };
     let output = kokoro_kernels::conv1d_with(isa, &input, &weight, bias.as_deref(), shape).expect("a conv module's shapes, checked above");
