@@ -107,7 +107,7 @@ pub fn batch(cache: &Cache, args: BatchArgs) -> Result<()> {
     // The manifest so far (resumed lines and bad input lines), then a line per item as it ends.
     let mut manifest = ManifestWriter::start(&manifest_path, items.iter().filter_map(|i| done.get(&i.id))).with_context(|| format!("writing {}", manifest_path.display()))?;
 
-    let (engine, load) = crate::load::engine(cache, args.weights.as_ref(), args.device, args.precision, &args.voice_source)?;
+    let (engine, load) = crate::load::engine(cache, args.weights.as_ref(), args.device, args.precision.precision(), &args.voice_source)?;
     eprintln!("loaded the weights in {:.2} s ({})", load.as_secs_f64(), engine.backend().as_str());
     let engine = Arc::new(engine);
     let _usage = crate::load::save_usage(cache, &engine);

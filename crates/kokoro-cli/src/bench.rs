@@ -106,7 +106,7 @@ pub fn bench(cache: &Cache, args: BenchArgs) -> Result<()> {
     }
     let weights = args.weights.clone().unwrap_or_else(|| cache.canonical());
     let (device, backend) = args.device.open()?;
-    args.precision.apply(backend)?;
+    crate::device::apply_precision(args.precision.precision(), backend)?;
     let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
     let store = kokoro_voice::DirStore { dir: cache.voices() };
     let engine = Engine::new(kokoro, device, backend, store, 1 << 20);

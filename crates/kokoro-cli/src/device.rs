@@ -77,21 +77,22 @@ pub struct PrecisionArg {
 }
 
 impl PrecisionArg {
-    /// Sets the precision for this process, or refuses one the machine or backend lacks.
-    pub fn apply(self, backend: Backend) -> Result<()> {
-        use kokoro_model::ComputePrecision;
-        let unavailable = |needs| crate::say::InputError::PrecisionUnavailable { precision: self.precision.as_str(), needs };
-        match self.precision {
-            ComputePrecision::F32 => {}
-            ComputePrecision::Int8 if backend != Backend::Cpu => return Err(unavailable("the CPU backend (--device cpu)").into()),
-            ComputePrecision::Int8 if !self.precision.available() => return Err(unavailable("a CPU with AVX512_VNNI").into()),
-            ComputePrecision::Int8 => {}
-        }
-        kokoro_model::set_compute_precision(self.precision);
-        Ok(())
-    }
-
     pub fn precision(self) -> kokoro_model::ComputePrecision {
         self.precision
     }
+}
+
+/// Sets the precision for this process (`--precision`, or the server's `engine.precision`), or
+/// refuses one the machine or backend lacks.
+pub fn apply_precision(precision: kokoro_model::ComputePrecision, backend: Backend) -> Result<()> {
+    use kokoro_model::ComputePrecision;
+    let unavailable = |needs| crate::say::InputError::PrecisionUnavailable { precision: precision.as_str(), needs };
+    match precision {
+        ComputePrecision::F32 => {}
+        ComputePrecision::Int8 if backend != Backend::Cpu => return Err(unavailable("the CPU backend (--device cpu)").into()),
+        ComputePrecision::Int8 if !precision.available() => return Err(unavailable("a CPU with AVX512_VNNI").into()),
+        ComputePrecision::Int8 => {}
+    }
+    kokoro_model::set_compute_precision(precision);
+    Ok(())
 }

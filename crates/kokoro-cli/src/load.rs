@@ -36,12 +36,12 @@ pub fn engine(
     cache: &Cache,
     weights: Option<&PathBuf>,
     device: DeviceChoice,
-    precision: crate::device::PrecisionArg,
+    precision: kokoro_model::ComputePrecision,
     voices: &VoiceSource,
 ) -> Result<(Engine<SourceStore>, Duration)> {
     let weights = weights_path(cache, weights)?;
     let (device, backend) = device.open()?;
-    precision.apply(backend)?;
+    crate::device::apply_precision(precision, backend)?;
     let start = Instant::now();
     let kokoro = Kokoro::load(&weights, &device).with_context(|| format!("loading {}", weights.display()))?;
     let load = start.elapsed();

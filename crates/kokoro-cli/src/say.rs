@@ -121,7 +121,7 @@ struct Seconds {
 }
 
 pub fn say(cache: &Cache, args: SayArgs) -> Result<()> {
-    let (engine, load) = crate::load::engine(cache, args.weights.as_ref(), args.device, args.precision, &args.voice_source)?;
+    let (engine, load) = crate::load::engine(cache, args.weights.as_ref(), args.device, args.precision.precision(), &args.voice_source)?;
     let engine = std::sync::Arc::new(engine);
     let _usage = crate::load::save_usage(cache, &engine);
     let place = engine.store().place().display().to_string();

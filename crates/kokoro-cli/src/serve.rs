@@ -72,8 +72,6 @@ pub struct ServeArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
-    #[command(flatten)]
-    precision: crate::device::PrecisionArg,
     /// Weights to load (default: the cached canonical file, fetched if missing).
     #[arg(long)]
     weights: Option<PathBuf>,
@@ -127,7 +125,7 @@ pub fn serve(cache: &Cache, args: ServeArgs) -> Result<()> {
         let loading = {
             let (app, cache) = (app.clone(), cache.clone());
             tokio::task::spawn_blocking(move || -> Result<_> {
-                let (engine, load) = crate::load::engine(&cache, args.weights.as_ref(), args.device, args.precision, &args.voice_source)?;
+                let (engine, load) = crate::load::engine(&cache, args.weights.as_ref(), args.device, config.engine.precision, &args.voice_source)?;
                 tracing::info!(backend = engine.backend().as_str(), seconds = load.as_secs_f64(), "weights loaded");
                 engine.voice_cache().resize(config.voices.cache_bytes);
                 let engine = Arc::new(engine);

@@ -157,6 +157,7 @@ fn bad_input_exits_2_with_a_specific_message() {
         (vec!["   ".into()], "no text to speak"),
         (vec!["*** ~~~".into()], "nothing to say"),
         (vec!["Hello.".into(), "--lang".into(), "fr".into()], "unknown language \"fr\""),
+        (vec!["--phonemes".into(), "hˈI".into(), "--precision".into(), "int7".into()], "unknown precision \"int7\": expected one of f32, int8"),
         (vec!["--file".into(), not_utf8.to_str().unwrap().into()], "is not UTF-8 text (invalid byte at offset 2)"),
     ];
     for (extra, message) in cases {

@@ -306,6 +306,9 @@ impl ServerConfig {
     /// The rules a configuration must keep.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, value: &dyn std::fmt::Display, rule| Err(ConfigError::Invalid { key, value: value.to_string(), rule });
+        if !self.engine.precision.available() {
+            return invalid("engine.precision", &self.engine.precision.as_str(), "int8 needs a CPU with AVX512_VNNI (use f32)");
+        }
         let l = &self.limits;
         if !(1..=1_000_000).contains(&l.max_input_chars) {
             return invalid("limits.max_input_chars", &l.max_input_chars, "must be 1 to 1000000");
@@ -689,6 +692,15 @@ mod tests {
         assert_eq!(e.to_string(), "engine.max_batch = 0: must be 1 to 64");
         let e = ServerConfig::load(None, None, env(&[("KOKORO_ENGINE__MAX_BACH", "2")])).unwrap_err();
         assert!(e.to_string().contains("max_bach"), "{e}");
+        let e = ServerConfig::load(None, None, env(&[("KOKORO_ENGINE__PRECISION", "int7")])).unwrap_err();
+        assert!(e.to_string().contains("unknown variant `int7`, expected `f32` or `int8`"), "{e}");
+        match ServerConfig::load(None, None, env(&[("KOKORO_ENGINE__PRECISION", "int8")])) {
+            Ok(c) => assert!(c.engine.precision.available() && c.engine.precision == kokoro_model::ComputePrecision::Int8),
+            Err(e) => {
+                assert!(!kokoro_model::ComputePrecision::Int8.available(), "refused where it runs: {e}");
+                assert_eq!(e.to_string(), "engine.precision = int8: int8 needs a CPU with AVX512_VNNI (use f32)");
+            }
+        }
         let e = ServerConfig::load(None, Some("huge"), []).unwrap_err();
         assert_eq!(e.to_string(), "profile = huge: must be one of cpu, gpu, edge, dev");
         for (name, _) in PROFILES {

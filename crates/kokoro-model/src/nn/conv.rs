@@ -61,7 +61,8 @@ pub fn cpu_kernels() -> CpuKernels {
 
 /// The arithmetic of the generator's resblock convolutions (about 52 of Kokoro's ~55 GFLOP per
 /// second of audio) on the CPU backend. Everything else stays float32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ComputePrecision {
     /// Float32 throughout (the reference).
     #[default]
