@@ -228,14 +228,15 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
     // and t_out columns), so the buffer is not zeroed first: that memset was ~4 % of the time.
     let total = s.batch * s.c_out * t_out;
     let mut output: Vec<f32> = Vec::with_capacity(total);
-    let mut padded: Vec<f32> = Vec::with_capacity(rows * tp);
+    // int8 packs its input per task instead (Job::run), so it needs no padded copy at all.
+    let rows_to_fill = if int8 { 0 } else { rows };
+    let mut padded: Vec<f32> = Vec::with_capacity(rows_to_fill * tp);
     for b in 0..s.batch {
         padded.clear();
         let item = &input[b * s.c_in * s.t_in..(b + 1) * s.c_in * s.t_in];
         let channel = |c: usize| &item[c * s.t_in..(c + 1) * s.t_in];
         // One row of the padded input (t_in + padding <= tp always: tp >= t_out + span =
         // t_in + 2 * padding); rows are filled in parallel, each slot written exactly once.
-        // int8 packs its input per task instead (Job::run), so it skips this.
         let fill_row = |(row, dst): (usize, &mut [MaybeUninit<f32>])| {
             let (head, rest) = dst.split_at_mut(s.padding);
             let (values, tail) = rest.split_at_mut(s.t_in);
@@ -245,7 +246,6 @@ pub fn conv1d_with(isa: Isa, input: &[f32], weight: &[f32], bias: Option<&[f32]>
                 slot.write(x);
             }
         };
-        let rows_to_fill = if int8 { 0 } else { rows };
         let slots = &mut padded.spare_capacity_mut()[..rows_to_fill * tp];
         #[cfg(feature = "rayon")]
         {

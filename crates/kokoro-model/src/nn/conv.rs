@@ -1,6 +1,6 @@
 //! Small constructors for the PyTorch-style convolutions Kokoro uses everywhere.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::nn::PaddingConfig1d;
 use burn::nn::conv::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig};
@@ -110,22 +110,22 @@ fn int8_isa() -> Option<Isa> {
     [Isa::Avx512Vnni, Isa::Simd128Int8].into_iter().find(|isa| isa.available())
 }
 
-static INT8: AtomicU8 = AtomicU8::new(0);
+static INT8: AtomicBool = AtomicBool::new(false);
 
 /// Chooses the resblock convolutions' precision for the whole process (like
 /// [`set_cpu_kernels`]: one choice per deployment, read on every convolution).
 pub fn set_compute_precision(precision: ComputePrecision) {
-    INT8.store(u8::from(precision == ComputePrecision::Int8), Ordering::Relaxed);
+    INT8.store(precision == ComputePrecision::Int8, Ordering::Relaxed);
 }
 
 /// The resblock convolutions' precision in use.
 pub fn compute_precision() -> ComputePrecision {
-    if INT8.load(Ordering::Relaxed) == 1 { ComputePrecision::Int8 } else { ComputePrecision::F32 }
+    if INT8.load(Ordering::Relaxed) { ComputePrecision::Int8 } else { ComputePrecision::F32 }
 }
 
 /// Whether kokoro-kernels take this tensor: float32 on the CPU backend, kernels chosen, and a
-/// CPU with a vector micro-kernel (AVX-512, AVX2 + FMA, WebAssembly SIMD128; the portable one is slower than burn-flex, so other
-/// architectures keep burn's ops).
+/// CPU with a vector micro-kernel (AVX-512, AVX2 + FMA, WebAssembly SIMD128; the portable one
+/// is slower than burn-flex, so other architectures keep burn's ops).
 pub(crate) fn kernels_take(x: &Tensor<3>) -> bool {
     cpu_kernels() == CpuKernels::Kokoro
         && x.dtype() == DType::F32
