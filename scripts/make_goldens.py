@@ -161,7 +161,10 @@ def floatify(model):
     nodes = kept + add
     del g.node[:]
     g.node.extend(toposort(nodes, {i.name for i in g.input} | set(inits) | {i.name for i in new_inits}))
-    g.initializer.extend(new_inits)
+    # A weight shared by several nodes (ALBERT's one layer, run 12 times) is dequantised once per
+    # use under the same name: keep one copy. Duplicates made onnxruntime treat those weights as
+    # graph inputs, not constants (no pre-packing), and tripled the file.
+    g.initializer.extend({i.name: i for i in new_inits}.values())
     return model
 
 

@@ -18,7 +18,7 @@ const TYPES = {
 };
 
 export function startServer({ port = 0, root = path.join(here, 'dist'), model = path.join(cache, 'kokoro-v1_0-int8.safetensors'),
-  voices = path.join(cache, 'voices'), extra = {}, cors = false } = {}) {
+  voices = path.join(cache, 'voices'), extra = {}, cors = false, isolated = false } = {}) {
   const requests = new Map();
   const count = (p) => requests.set(p, (requests.get(p) || 0) + 1);
   const server = http.createServer((req, res) => {
@@ -46,6 +46,9 @@ export function startServer({ port = 0, root = path.join(here, 'dist'), model = 
     const headers = { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'content-length': size, 'cache-control': 'no-cache' };
     // The benchmark redirects kokoro-js's cross-origin hub requests here.
     if (cors) headers['access-control-allow-origin'] = '*';
+    // Cross-origin isolation (SharedArrayBuffer, so WebAssembly threads): the browser benchmark
+    // runs kokoro-js's threaded configuration this way.
+    if (isolated) Object.assign(headers, { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' });
     res.writeHead(200, headers);
     fs.createReadStream(file).pipe(res);
   });

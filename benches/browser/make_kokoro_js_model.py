@@ -1,10 +1,13 @@
 """Lays out the int8 ONNX export as kokoro-js 1.2.1 expects a hub model folder, offline.
 
 kokoro-js loads `onnx-community/Kokoro-82M-v1.0-ONNX` through transformers.js: `config.json`,
-`tokenizer.json`, `tokenizer_config.json`, `onnx/model_quantized.onnx` (dtype q8), whose graph takes
+`tokenizer.json`, `tokenizer_config.json`, `onnx/model_quantized.onnx` (dtype q8) and `onnx/model.onnx`
+(dtype fp32, kokoro-js's best configuration on the CPU), whose graph takes
 `input_ids`, `style`, `speed` and returns `waveform`. The export we can fetch (kokoro-onnx's int8,
 see shared/reference/WEIGHTS.md) is the same network with inputs named `tokens` and output `audio`:
-this renames those four graph edges (weights and nodes untouched) and writes the tokenizer as a
+this renames those four graph edges (weights and nodes untouched), writes the float twin of the int8
+graph as the fp32 model (scripts/make_goldens.py's `floatify`: the dequantised weights, the same
+ones our int8 safetensors holds, in float convolutions and matmuls), and writes the tokenizer as a
 character-level vocabulary from the model's config (Kokoro's own vocab), with `$` (id 0) around.
 
     python make_kokoro_js_model.py OUT_DIR   (needs the `onnx` package: run it with scripts/py)
@@ -14,6 +17,9 @@ import os
 import sys
 
 import onnx
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import make_goldens  # noqa: E402
 
 cache = os.environ.get("KOKORO_CACHE", os.path.expanduser("~/.cache/kokoro-burn"))
 here = os.path.dirname(os.path.abspath(__file__))
@@ -28,6 +34,14 @@ for node in model.graph.node:
     node.input[:] = [renames.get(n, n) for n in node.input]
     node.output[:] = [renames.get(n, n) for n in node.output]
 onnx.save(model, os.path.join(out, "onnx", "model_quantized.onnx"))
+fp32 = make_goldens.floatify(model)
+# floatify leaves the int8 initializers it replaced behind: drop every one no node reads.
+used = {name for node in fp32.graph.node for name in node.input}
+used |= {name for node in fp32.graph.node for a in node.attribute if a.g for n in a.g.node for name in n.input}
+kept = [i for i in fp32.graph.initializer if i.name in used]
+del fp32.graph.initializer[:]
+fp32.graph.initializer.extend(kept)
+onnx.save(fp32, os.path.join(out, "onnx", "model.onnx"))
 
 config = json.load(open(os.path.join(here, "..", "..", "..", "shared", "reference", "config.json")))
 vocab = {"$": 0, **{k: v for k, v in config["vocab"].items()}}
